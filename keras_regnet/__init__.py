@@ -1,0 +1,33 @@
+"""keras-regnet: RegNet and AnyNet (Radosavovic et al., "Designing Network Design Spaces", CVPR 2020) for Keras 3."""
+
+__version__ = "0.1.0"
+
+from keras_regnet.complexity import complexity
+from keras_regnet.design import adjust_block_compatibility, fit_quantized_linear, generate_regnet
+from keras_regnet.specs import MODEL_NAMES, AnyNetParams, RegNetParams, get_params, params_from_dict
+
+_LAZY = {
+    # Keras-dependent names are imported on first use so the design maths stays importable without Keras.
+    "AnyNet": "keras_regnet.models",
+    "RegNet": "keras_regnet.models",
+    "build_model": "keras_regnet.models",
+    "get_model": "keras_regnet.models",
+    "GroupConv2D": "keras_regnet.layers",
+    "preprocess_input": "keras_regnet.preprocessing",
+    "decode_predictions": "keras_regnet.preprocessing",
+    "normalize_imagenet": "keras_regnet.preprocessing",
+}
+_LAZY.update({n.replace("-", "").replace(".", "_"): "keras_regnet.models" for n in MODEL_NAMES})
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_regnet' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -1,0 +1,82 @@
+"""GroupConv2D: a grouped convolution that runs TensorFlow's native op instead of Keras's forced-XLA path.
+
+Keras 3's TensorFlow backend wraps every grouped ``Conv2D`` in ``tf.function(jit_compile=True)`` because the
+native CPU kernel was once broken. On TF >= 2.16 with oneDNN the native op gives identical outputs, runs faster,
+does not retrace on every eager call, and leaves exported SavedModels free of "must compile" functions.
+The layer is a ``keras.layers.Conv2D`` with the same config and kernel layout, so weights move freely between
+the two; on other backends it simply calls ``keras.ops.conv``.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import keras
+
+__all__ = ["GroupConv2D", "native_grouped_conv_supported"]
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_has_avx512_fp16() -> bool:
+    """Whether this CPU has AVX-512 FP16 (oneDNN needs it for float16 grouped-conv gradients)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "avx512_fp16" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def native_grouped_conv_supported(dtype: str) -> bool:
+    """Whether TF's native grouped conv can run (forward and backward) for ``dtype`` on this machine.
+
+    GPUs support every float dtype. On CPU, float16 gradients need AVX-512 FP16; without it, the layer
+    computes in float32 instead (same result up to float16 rounding) and warns once.
+    """
+    if dtype != "float16":
+        return True
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU")) or _cpu_has_avx512_fp16()
+
+
+_WARNED = set()
+
+
+@keras.saving.register_keras_serializable(package="keras_regnet")
+class GroupConv2D(keras.layers.Conv2D):
+    """``Conv2D(groups=g)`` whose TensorFlow path calls the native grouped convolution (no forced XLA)."""
+
+    def convolution_op(self, inputs, kernel):
+        if keras.backend.backend() != "tensorflow" or self.groups == 1 or self.data_format != "channels_last":
+            return super().convolution_op(inputs, kernel)
+        import tensorflow as tf
+
+        compute_dtype = inputs.dtype
+        if compute_dtype == tf.float16 and not native_grouped_conv_supported("float16"):
+            if self.name not in _WARNED:
+                _WARNED.add(self.name)
+                warnings.warn(
+                    f"{self.name}: this CPU lacks AVX-512 FP16, which TensorFlow's grouped convolution needs for "
+                    "float16 gradients; computing this layer in float32 instead (outputs are cast back to float16).",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            out = tf.nn.conv2d(
+                tf.cast(inputs, tf.float32),
+                tf.cast(kernel, tf.float32),
+                strides=[1, *self.strides, 1],
+                padding=self.padding.upper(),
+                dilations=[1, *self.dilation_rate, 1],
+            )
+            return tf.cast(out, compute_dtype)
+        return tf.nn.conv2d(
+            inputs,
+            kernel,
+            strides=[1, *self.strides, 1],
+            padding=self.padding.upper(),
+            dilations=[1, *self.dilation_rate, 1],
+        )

@@ -1,0 +1,78 @@
+"""ImageNet preprocessing and label decoding, keras.applications style, with the class index shipped offline."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import numpy as np
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "preprocess_input", "decode_predictions", "imagenet_class_index"]
+
+# RGB, in [0, 1] units. pycls's originals used the same numbers in BGR order; the converted weights take RGB.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalization_constants(channels: int):
+    """(scale, offset) mapping pixels in [0, 255] to ImageNet-normalised values for ``channels`` channels.
+
+    3 channels use the per-channel RGB statistics; any other channel count uses their channel average.
+    """
+    if channels == 3:
+        mean, std = np.asarray(IMAGENET_MEAN), np.asarray(IMAGENET_STD)
+    else:
+        mean = np.full(channels, np.mean(IMAGENET_MEAN))
+        std = np.full(channels, np.mean(IMAGENET_STD))
+    return (1.0 / (255.0 * std)).tolist(), (-mean / std).tolist()
+
+
+def preprocess_input(x, data_format=None):
+    """Map RGB pixels in [0, 255] to the normalised input of a model built with ``include_preprocessing=False``.
+
+    Models built with ``include_preprocessing=True`` (the default) normalise internally: for them this function is
+    the identity, exactly like ``keras.applications.efficientnet.preprocess_input``. Use
+    :func:`normalize_imagenet` when you build without preprocessing.
+    """
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"keras_regnet models are channels_last only; got data_format={data_format!r}.")
+    return x
+
+
+def normalize_imagenet(x):
+    """RGB in [0, 255] -> (x / 255 - mean) / std, channels last; NumPy arrays or tensors."""
+    channels = x.shape[-1]
+    scale, offset = normalization_constants(int(channels))
+    if isinstance(x, np.ndarray):
+        return (x.astype("float32") * np.asarray(scale, "float32") + np.asarray(offset, "float32")).astype("float32")
+    import keras
+
+    return keras.ops.add(keras.ops.multiply(keras.ops.cast(x, "float32"), scale), offset)
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_class_index():
+    """{index: (wordnet id, label)} for the 1000 ImageNet-1k classes, read from the package (no download)."""
+    path = os.path.join(os.path.dirname(__file__), "data", "imagenet_class_index.json")
+    with open(path) as f:
+        raw = json.load(f)
+    return {int(k): tuple(v) for k, v in raw.items()}
+
+
+def decode_predictions(preds, top=5):
+    """Decode a (batch, 1000) prediction array into lists of (wordnet id, label, score), best first."""
+    preds = np.asarray(preds)
+    if preds.ndim != 2 or preds.shape[1] != 1000:
+        raise ValueError(
+            "decode_predictions expects a batch of ImageNet predictions of shape (samples, 1000), "
+            f"got shape {preds.shape}."
+        )
+    if not isinstance(top, int) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}.")
+    index = imagenet_class_index()
+    results = []
+    for row in preds:
+        order = np.argsort(-row, kind="stable")[:top]
+        results.append([(*index[int(i)], float(row[i])) for i in order])
+    return results

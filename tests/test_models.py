@@ -1,0 +1,253 @@
+"""Builders follow keras.applications conventions; the grouped conv fast path; save/load; a second backend."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_regnet
+from conftest import TINY, TINY_SE
+from keras_regnet.layers import GroupConv2D
+
+
+def tiny(**kw):
+    return keras_regnet.AnyNet(**{**TINY_SE, **kw})
+
+
+def test_named_constructors_exist_with_real_signatures():
+    import inspect
+
+    names = [n.replace("-", "").replace(".", "_") for n in keras_regnet.MODEL_NAMES]
+    assert len(names) == 24 and "RegNetX1_6GF" in names and "RegNetY32GF" in names
+    for n in names:
+        fn = getattr(keras_regnet, n)
+        assert fn.__name__ == n
+        params = list(inspect.signature(fn).parameters)
+        assert params == [
+            "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
+            "classifier_activation", "include_preprocessing", "name",
+        ]
+        assert "CVPR 2020" in fn.__doc__
+
+
+def test_layer_names_are_stable_and_hierarchical():
+    m = keras_regnet.RegNetY200MF()
+    names = {layer.name for layer in m.layers}
+    for expected in ["preprocessing", "stem_conv", "stem_bn", "s1_b1_conv_a", "s1_b1_conv_b", "s1_b1_se_reduce",
+                     "s1_b1_se_expand", "s1_b1_conv_c", "s1_b1_proj_conv", "s1_b1_proj_bn", "s1_b1_add",
+                     "s4_b7_out", "head_fc", "predictions"]:
+        assert expected in names
+    assert "s4_b8_out" not in names
+    assert isinstance(m.get_layer("s3_b2_conv_b"), GroupConv2D)
+    assert m.get_layer("s3_b2_conv_b").groups == 152 // 8
+    # Building twice gives the same names (no global counters).
+    assert [layer.name for layer in keras_regnet.RegNetY200MF().layers] == [layer.name for layer in m.layers]
+
+
+def test_regnetx8gf_stage1_has_one_group():
+    m = keras_regnet.RegNetX8_0GF(include_top=False, input_shape=(64, 64, 3))
+    conv = m.get_layer("s1_b1_conv_b")
+    assert conv.filters == 80 and conv.kernel.shape == (3, 3, 80, 80)
+    assert m.get_layer("s2_b1_conv_b").groups == 2
+
+
+def test_include_top_pooling_and_shapes():
+    x = np.random.uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    top = tiny(input_shape=(64, 64, 3), classes=7)
+    assert top.output_shape == (None, 7)
+    np.testing.assert_allclose(top.predict(x, verbose=0).sum(-1), 1.0, rtol=1e-5)
+    fmap = tiny(include_top=False)
+    assert fmap.input_shape == (None, None, None, 3)
+    assert fmap(x).shape == (2, 2, 2, 32)
+    assert fmap(np.zeros((1, 96, 128, 3), "float32")).shape == (1, 3, 4, 32)
+    assert tiny(include_top=False, pooling="avg")(x).shape == (2, 32)
+    mx = tiny(include_top=False, pooling="max")
+    mx.set_weights(fmap.get_weights())
+    np.testing.assert_allclose(mx(x), np.max(fmap(x), axis=(1, 2)), rtol=1e-5, atol=1e-6)
+
+
+def test_classifier_activation_is_applied():
+    x = np.random.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    logits = tiny(input_shape=(32, 32, 3), classifier_activation=None)
+    soft = tiny(input_shape=(32, 32, 3))
+    soft.set_weights(logits.get_weights())
+    z = logits(x).numpy()
+    np.testing.assert_allclose(soft(x).numpy(), tf.nn.softmax(z).numpy(), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(z.sum(-1), 1.0)
+    sig = tiny(input_shape=(32, 32, 3), classifier_activation="sigmoid")
+    sig.set_weights(logits.get_weights())
+    np.testing.assert_allclose(sig(x).numpy(), 1 / (1 + np.exp(-z)), rtol=1e-5)
+
+
+def test_include_preprocessing_matches_manual_normalisation():
+    x = np.random.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    with_pre = tiny(input_shape=(32, 32, 3))
+    without = tiny(input_shape=(32, 32, 3), include_preprocessing=False)
+    without.set_weights(with_pre.get_weights())
+    manual = (x / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(with_pre(x), without(manual.astype("float32")), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(keras_regnet.preprocess_input(x), x)
+    np.testing.assert_allclose(keras_regnet.normalize_imagenet(x), manual, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_other_channel_counts_without_pretrained_weights(channels):
+    m = tiny(input_shape=(32, 32, channels), classes=3)
+    assert m(np.zeros((1, 32, 32, channels), "float32")).shape == (1, 3)
+
+
+def test_input_tensor():
+    inp = keras.Input((48, 48, 3))
+    m = tiny(input_tensor=inp, include_top=False, pooling="avg")
+    assert m.inputs[0] is inp and m.output_shape == (None, 32)
+    # A Keras tensor that is not an Input: the model's input is the source Input.
+    base = keras.Input((48, 48, 3))
+    mid = keras.layers.Identity()(base)
+    m2 = tiny(input_tensor=mid, include_top=False)
+    assert m2.inputs[0] is base
+
+
+def test_cifar_stem_keeps_resolution():
+    m = tiny(stem="cifar", include_top=False, input_shape=(32, 32, 3))
+    assert m.output_shape == (None, 2, 2, 32)
+    assert m.get_layer("stem_conv").strides == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(pooling="mean"), "pooling"),
+        (dict(input_shape=(16, 16, 3)), "32"),
+        (dict(input_shape=(224, 224)), "input_shape"),
+        (dict(weights="imagenet", classes=10), "classes=1000"),
+        (dict(weights="imagenet", input_shape=(224, 224, 1)), "3"),
+        (dict(classes=0), "classes"),
+        (dict(classifier_activation="nope"), "classifier_activation"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        keras_regnet.RegNetX200MF(**kwargs)
+
+
+def test_bad_design_parameters():
+    with pytest.raises(ValueError, match="depth"):
+        keras_regnet.RegNet(depth=0, w0=24, wa=36.0, wm=2.5, group_width=8)
+    with pytest.raises(ValueError, match="wm"):
+        keras_regnet.RegNet(depth=13, w0=24, wa=36.0, wm=0.5, group_width=8)
+    with pytest.raises(ValueError, match="multiple of group width"):
+        keras_regnet.AnyNet(depths=[1], widths=[20], bottleneck_ratios=[1], group_widths=[8])
+    with pytest.raises(ValueError, match="stem"):
+        keras_regnet.AnyNet(**TINY, stem="tiny")
+    with pytest.raises(ValueError, match="unknown model name"):
+        keras_regnet.get_model("RegNetY-601MF")
+
+
+def test_imagenet_weights_on_a_custom_model_is_refused():
+    with pytest.raises(ValueError, match="named models"):
+        keras_regnet.RegNet(depth=13, w0=24, wa=36.44, wm=2.49, group_width=8, weights="imagenet")
+
+
+def test_keras_file_round_trip(tmp_path):
+    m = tiny(input_shape=(32, 32, 3), classes=5)
+    x = np.random.uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    path = str(tmp_path / "tiny.keras")
+    m.save(path)
+    loaded = keras.saving.load_model(path)  # no custom_objects: GroupConv2D is registered on import
+    np.testing.assert_array_equal(m.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    assert isinstance(loaded.get_layer("s2_b1_conv_b"), GroupConv2D)
+    wpath = str(tmp_path / "tiny.weights.h5")
+    m.save_weights(wpath)
+    again = tiny(input_shape=(32, 32, 3), classes=5, weights=wpath)
+    np.testing.assert_array_equal(m.predict(x, verbose=0), again.predict(x, verbose=0))
+
+
+def test_group_conv_matches_keras_conv2d_and_avoids_xla():
+    x = np.random.rand(2, 16, 16, 32).astype("float32")
+    ref = keras.layers.Conv2D(48, 3, strides=2, padding="valid", groups=4, use_bias=True)
+    fast = GroupConv2D(48, 3, strides=2, padding="valid", groups=4, use_bias=True)
+    ref.build(x.shape)
+    fast.build(x.shape)
+    fast.set_weights(ref.get_weights())
+    np.testing.assert_allclose(fast(x), ref(x), rtol=1e-5, atol=1e-5)
+    # Gradients agree too.
+    for layer in (ref, fast):
+        with tf.GradientTape() as tape:
+            y = tf.reduce_sum(layer(x) ** 2)
+        layer._g = tape.gradient(y, layer.kernel)
+    np.testing.assert_allclose(fast._g, ref._g, rtol=1e-4, atol=1e-3)
+    # The traced graph holds a plain Conv2D op, with no XLA-compiled function inside.
+    graph = tf.function(fast).get_concrete_function(tf.TensorSpec(x.shape)).graph.as_graph_def()
+    ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+    assert "Conv2D" in ops
+    assert not any(attr == "_XlaMustCompile" and v.b for f in graph.library.function for attr, v in f.attr.items())
+    ref_graph = tf.function(ref).get_concrete_function(tf.TensorSpec(x.shape)).graph.as_graph_def()
+    assert any(
+        attr == "_XlaMustCompile" and v.b for f in ref_graph.library.function for attr, v in f.attr.items()
+    ), "Keras no longer forces XLA on grouped convs: GroupConv2D's fast path may be unnecessary now"
+
+
+def test_group_conv_float16_falls_back_with_warning_when_unsupported(monkeypatch):
+    from keras_regnet import layers as kl
+
+    monkeypatch.setattr(kl, "native_grouped_conv_supported", lambda dtype: False)
+    kl._WARNED.clear()
+    layer = GroupConv2D(16, 3, padding="same", groups=4, dtype="mixed_float16", name="fp16_conv")
+    x = tf.random.uniform((1, 8, 8, 16))
+    with pytest.warns(RuntimeWarning, match="AVX-512 FP16"):
+        with tf.GradientTape() as tape:
+            y = layer(x)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32))
+    assert y.dtype == tf.float16
+    assert tape.gradient(loss, layer.kernel) is not None
+
+
+def test_mixed_precision_training_step():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        m = tiny(input_shape=(32, 32, 3), classes=3)
+        assert m.get_layer("predictions").compute_dtype == "float32"
+        m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        x = np.random.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+        y = np.array([0, 1, 2, 0])
+        loss = m.train_on_batch(x, y)
+        assert np.isfinite(loss)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_builder_runs_under_jax_backend_if_installed(tmp_path):
+    pytest.importorskip("jax")
+    code = (
+        "import numpy as np, keras, keras_regnet\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        "m = keras_regnet.RegNetY200MF(input_shape=(64, 64, 3), classes=10)\n"
+        "p = keras.ops.convert_to_numpy(m(np.random.uniform(0, 255, (2, 64, 64, 3)).astype('float32')))\n"
+        "assert p.shape == (2, 10) and np.allclose(p.sum(-1), 1, atol=1e-5)\n"
+        f"m.save_weights({str(tmp_path / 'jax.weights.h5')!r})\n"
+        "print('ok', sum(int(np.prod(w.shape)) for w in m.trainable_weights))\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-2] == "ok"
+    # Weights written under JAX load into the TensorFlow model and give the same predictions.
+    m = keras_regnet.RegNetY200MF(input_shape=(64, 64, 3), classes=10)
+    m.load_weights(str(tmp_path / "jax.weights.h5"))
+    assert int(out.stdout.split()[-1]) == sum(int(np.prod(w.shape)) for w in m.trainable_weights)
+
+
+def test_decode_predictions_uses_shipped_class_index():
+    p = np.zeros((2, 1000), "float32")
+    p[0, 1] = 0.9
+    p[1, 999] = 0.8
+    top = keras_regnet.decode_predictions(p, top=3)
+    assert top[0][0] == ("n01443537", "goldfish", pytest.approx(0.9))
+    assert top[1][0][:2] == ("n15075141", "toilet_tissue")
+    assert len(top[0]) == 3
+    with pytest.raises(ValueError, match="1000"):
+        keras_regnet.decode_predictions(np.zeros((2, 10)))
