@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import functools
+import math
 import json
 import os
 
 import numpy as np
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "preprocess_input", "decode_predictions", "imagenet_class_index"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "preprocess_input",
+    "normalize_imagenet",
+    "decode_predictions",
+    "imagenet_class_index",
+    "resize_and_center_crop",
+]
 
 # RGB, in [0, 1] units. pycls's originals used the same numbers in BGR order; the converted weights take RGB.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -76,3 +85,30 @@ def decode_predictions(preds, top=5):
         order = np.argsort(-row, kind="stable")[:top]
         results.append([(*index[int(i)], float(row[i])) for i in order])
     return results
+
+
+def resize_and_center_crop(images, size=224, crop_pct=0.875, interpolation="bicubic"):
+    """The evaluation transform: resize the short side to floor(size / crop_pct), then center-crop size x size.
+
+    Follows timm/torchvision (short side to ``floor(size / crop_pct)``, long side truncated proportionally,
+    crop offsets rounded), with anti-aliasing like PIL. ``crop_pct=0.875`` at 224 is the classic
+    "resize 256, center crop 224". Works on one image (H, W, C) or a batch (N, H, W, C), eagerly or inside a
+    ``tf.function`` with dynamic shapes. Returns float32 in the input's value range (e.g. [0, 255]).
+    """
+    import tensorflow as tf
+
+    if not 0 < crop_pct <= 1:
+        raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct!r}.")
+    images = tf.convert_to_tensor(images)
+    if images.shape.rank not in (3, 4):
+        raise ValueError(f"expected an image (H, W, C) or a batch (N, H, W, C), got shape {images.shape}.")
+    scale_size = int(math.floor(size / crop_pct))
+    shape = tf.shape(images)
+    h, w = shape[-3], shape[-2]
+    short = tf.minimum(h, w)
+    new_h = tf.where(h == short, scale_size, tf.cast(scale_size * h // short, tf.int32))
+    new_w = tf.where(w == short, scale_size, tf.cast(scale_size * w // short, tf.int32))
+    resized = tf.image.resize(tf.cast(images, tf.float32), tf.stack([new_h, new_w]), method=interpolation, antialias=True)
+    top = tf.cast(tf.round(tf.cast(new_h - size, tf.float32) / 2.0), tf.int32)
+    left = tf.cast(tf.round(tf.cast(new_w - size, tf.float32) / 2.0), tf.int32)
+    return tf.image.crop_to_bounding_box(resized, top, left, size, size)

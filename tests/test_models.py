@@ -251,3 +251,19 @@ def test_decode_predictions_uses_shipped_class_index():
     assert len(top[0]) == 3
     with pytest.raises(ValueError, match="1000"):
         keras_regnet.decode_predictions(np.zeros((2, 10)))
+
+
+def test_resize_and_center_crop_matches_pil_and_handles_batches():
+    from PIL import Image
+
+    from keras_regnet.preprocessing import resize_and_center_crop
+
+    img = np.asarray(Image.radial_gradient("L").resize((400, 300)).convert("RGB"))
+    out = resize_and_center_crop(img).numpy()
+    assert out.shape == (224, 224, 3)
+    ref = np.asarray(Image.fromarray(img).resize((341, 256), Image.BICUBIC), "float32")[16:240, 58:282]
+    assert np.abs(out - ref).mean() < 1.0  # anti-aliased bicubic, as PIL/torchvision
+    batch = resize_and_center_crop(np.stack([img, img])).numpy()
+    np.testing.assert_array_equal(batch[1], out)
+    with pytest.raises(ValueError, match="crop_pct"):
+        resize_and_center_crop(img, crop_pct=1.5)
