@@ -16,6 +16,11 @@ _LAZY = {
     "preprocess_input": "keras_regnet.preprocessing",
     "decode_predictions": "keras_regnet.preprocessing",
     "normalize_imagenet": "keras_regnet.preprocessing",
+    "feature_extractor": "keras_regnet.features",
+    "feature_info": "keras_regnet.features",
+    "freeze_until": "keras_regnet.transfer",
+    "replace_head": "keras_regnet.transfer",
+    "transfer_model": "keras_regnet.transfer",
 }
 _LAZY.update({n.replace("-", "").replace(".", "_"): "keras_regnet.models" for n in MODEL_NAMES})
 
