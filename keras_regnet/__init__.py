@@ -16,6 +16,8 @@ _LAZY = {
     "preprocess_input": "keras_regnet.preprocessing",
     "decode_predictions": "keras_regnet.preprocessing",
     "normalize_imagenet": "keras_regnet.preprocessing",
+    "list_weights": "keras_regnet.weights",
+    "get_weights_info": "keras_regnet.weights",
     "feature_extractor": "keras_regnet.features",
     "feature_info": "keras_regnet.features",
     "freeze_until": "keras_regnet.transfer",

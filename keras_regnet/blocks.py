@@ -27,13 +27,17 @@ def _bn(name):
     return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
-def _conv3x3(x, filters, stride, groups, name, pad_name, conv_cls=keras.layers.Conv2D):
+PADDINGS = ("symmetric", "same")
+
+
+def _conv3x3(x, filters, stride, groups, name, pad_name, conv_cls=keras.layers.Conv2D, padding="symmetric"):
     """3x3 conv; stride 2 pads 1 pixel on every side then runs 'valid', as PyTorch does.
 
     TF's 'same' pads asymmetrically (only bottom/right) at stride 2, which shifts the sampling grid by one pixel
-    and changes the outputs of weights trained in PyTorch.
+    and changes the outputs of weights trained in PyTorch. ``padding="same"`` keeps TF's asymmetric padding, the
+    architecture of Keras 2's ``tf_keras.applications.RegNet*`` (needed to run its weights exactly).
     """
-    if stride > 1:
+    if stride > 1 and padding == "symmetric":
         x = keras.layers.ZeroPadding2D(1, name=pad_name)(x)
         padding = "valid"
     else:
@@ -45,14 +49,14 @@ def _conv3x3(x, filters, stride, groups, name, pad_name, conv_cls=keras.layers.C
     )(x)
 
 
-def stem(x, width, kind="imagenet"):
+def stem(x, width, kind="imagenet", padding="symmetric"):
     """Stem: 3x3 conv (stride 2 for 'imagenet', stride 1 for 'cifar') -> BN -> ReLU."""
-    x = _conv3x3(x, width, 2 if kind == "imagenet" else 1, 1, "stem_conv", "stem_pad")
+    x = _conv3x3(x, width, 2 if kind == "imagenet" else 1, 1, "stem_conv", "stem_pad", padding=padding)
     x = _bn("stem_bn")(x)
     return keras.layers.ReLU(name="stem_relu")(x)
 
 
-def x_block(x, w_in, w_out, stride, bottleneck_ratio, group_width, se_ratio, name):
+def x_block(x, w_in, w_out, stride, bottleneck_ratio, group_width, se_ratio, name, padding="symmetric"):
     """Residual bottleneck (X) block, with Squeeze-and-Excitation when ``se_ratio`` > 0 (Y block).
 
     1x1 conv-BN-ReLU, 3x3 group conv (stride here)-BN-ReLU, [SE], 1x1 conv-BN; projection shortcut
@@ -69,7 +73,7 @@ def x_block(x, w_in, w_out, stride, bottleneck_ratio, group_width, se_ratio, nam
     y = keras.layers.Conv2D(w_b, 1, use_bias=False, kernel_initializer=conv_initializer(), name=f"{name}_conv_a")(x)
     y = _bn(f"{name}_bn_a")(y)
     y = keras.layers.ReLU(name=f"{name}_relu_a")(y)
-    y = _conv3x3(y, w_b, stride, groups, f"{name}_conv_b", f"{name}_pad_b", conv_cls=GroupConv2D)
+    y = _conv3x3(y, w_b, stride, groups, f"{name}_conv_b", f"{name}_pad_b", conv_cls=GroupConv2D, padding=padding)
     y = _bn(f"{name}_bn_b")(y)
     y = keras.layers.ReLU(name=f"{name}_relu_b")(y)
     w_se = int(round(w_in * se_ratio))
@@ -88,12 +92,12 @@ def x_block(x, w_in, w_out, stride, bottleneck_ratio, group_width, se_ratio, nam
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
-def stage(x, index, w_in, depth, width, bottleneck_ratio, group_width, se_ratio):
+def stage(x, index, w_in, depth, width, bottleneck_ratio, group_width, se_ratio, padding="symmetric"):
     """Stage ``s{index}``: ``depth`` X blocks of equal width; the first has stride 2."""
     for j in range(depth):
         x = x_block(
             x, w_in if j == 0 else width, width, 2 if j == 0 else 1,
-            bottleneck_ratio, group_width, se_ratio, name=f"s{index}_b{j + 1}",
+            bottleneck_ratio, group_width, se_ratio, name=f"s{index}_b{j + 1}", padding=padding,
         )
     return x
 

@@ -50,17 +50,31 @@ def build_model(
     include_preprocessing=True,
     name=None,
     weights_arch=None,
+    padding=None,
+    normalization=None,
 ):
-    """Build a Keras model from RegNetParams / AnyNetParams (or their dict form), keras.applications style.
+    """Build a Keras model from RegNetParams / AnyNetParams (their dict form, or a paper model name), keras.applications style.
 
-    ``weights_arch`` names the architecture whose pretrained weights ``weights="imagenet"`` refers to.
+    ``weights_arch`` names the architecture whose pretrained weights ``weights="imagenet"`` refers to (set
+    automatically when ``params`` is a paper model name such as ``"RegNetY-600MF"``).
+
+    Two options exist only to run weights trained with Keras 2's ``tf_keras.applications.RegNet*`` exactly:
+    ``padding="same"`` uses TF's asymmetric 'same' padding on the stride-2 3x3 convs (default ``"symmetric"``:
+    1 pixel on every side, as pycls/PyTorch), and ``normalization="unit"`` makes the built-in preprocessing
+    rescale RGB [0, 255] to [0, 1] only (default ``"imagenet"``: ImageNet mean/std). Left as ``None`` they take
+    what the requested registry weights need (``weights="imagenet:keras2"`` selects both), else the defaults.
     """
+    if isinstance(params, str):
+        weights_arch = specs.canonical_name(params)
+        params = specs.MODEL_PARAMS[weights_arch]
     if isinstance(params, dict):
         params = specs.params_from_dict(params)
     if isinstance(params, specs.RegNetParams):
         params = params.to_anynet()
     if not isinstance(params, specs.AnyNetParams):
-        raise ValueError(f"params must be RegNetParams, AnyNetParams or their dict form, got {type(params).__name__}.")
+        raise ValueError(
+            f"params must be RegNetParams, AnyNetParams, their dict form or a model name, got {type(params).__name__}."
+        )
     if pooling not in _POOLINGS:
         raise ValueError(f"pooling must be one of None, 'avg' or 'max', got {pooling!r}.")
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
@@ -83,6 +97,25 @@ def build_model(
     except (ValueError, TypeError) as e:
         raise ValueError(f"unknown classifier_activation {classifier_activation!r}: {e}") from None
 
+    if named_weights:
+        from keras_regnet import weights as weights_lib
+
+        required = weights_lib.get_weights_info(weights_arch, weights).get("architecture", {})
+        for option, value in (("padding", padding), ("normalization", normalization)):
+            if value is not None and option in required and value != required[option]:
+                raise ValueError(
+                    f"weights={weights!r} need {option}={required[option]!r} (the architecture they were trained "
+                    f"with), got {option}={value!r}."
+                )
+        padding = padding or required.get("padding")
+        normalization = normalization or required.get("normalization")
+    padding = padding or "symmetric"
+    normalization = normalization or "imagenet"
+    if padding not in blocks.PADDINGS:
+        raise ValueError(f"padding must be one of {blocks.PADDINGS}, got {padding!r}.")
+    if normalization not in ("imagenet", "unit"):
+        raise ValueError(f"normalization must be 'imagenet' (mean/std) or 'unit' ([0, 1] only), got {normalization!r}.")
+
     shape = _validate_input_shape(input_shape, include_top, pretrained=named_weights)
     if input_tensor is None:
         img_input = keras.Input(shape=shape, name="image")
@@ -93,12 +126,15 @@ def build_model(
 
     x = img_input
     if include_preprocessing:
-        scale, offset = normalization_constants(int(x.shape[-1]))
+        if normalization == "unit":
+            scale, offset = 1.0 / 255.0, 0.0
+        else:
+            scale, offset = normalization_constants(int(x.shape[-1]))
         x = keras.layers.Rescaling(scale=scale, offset=offset, name="preprocessing")(x)
-    x = blocks.stem(x, params.stem_width, params.stem)
+    x = blocks.stem(x, params.stem_width, params.stem, padding)
     w_in = params.stem_width
     for i, (d, w, b, g) in enumerate(zip(params.depths, params.widths, params.bottleneck_ratios, params.group_widths)):
-        x = blocks.stage(x, i + 1, w_in, d, w, b, g, params.se_ratio)
+        x = blocks.stage(x, i + 1, w_in, d, w, b, g, params.se_ratio, padding)
         w_in = w
     if include_top:
         x = blocks.head(x, classes, classifier_activation)

@@ -1,22 +1,129 @@
-"""Loading weights into a built model. Pretrained ImageNet weights arrive with the weights issue (#3)."""
+"""Loading weights into built models: the registry's pretrained ImageNet weights, or a local file.
+
+``weights=`` accepts ``None``, ``"imagenet"`` (the paper's weights), ``"imagenet:<tag>"`` (see
+:func:`list_weights`), or a path to a Keras ``.weights.h5`` / ``.keras`` file, a timm- or pycls-format
+``.safetensors`` file, a pycls ``.pyth`` checkpoint (needs torch; local files only) or a Keras 2 RegNet ``.h5``.
+
+Registry weights are downloaded once (``weights.download``: safetensors only, sha256 pinned at first download),
+converted, and cached as a Keras ``.weights.h5`` under ``$KERAS_HOME/models/keras_regnet/converted`` so that later
+loads skip the conversion; the converted file's sha256 is checked at every load too.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
+import warnings
 
-__all__ = ["load_weights"]
+from keras_regnet.weights.download import (
+    WeightsDownloadError,
+    WeightsIntegrityError,
+    cache_root,
+    fetch,
+    sha256_of,
+)
+from keras_regnet.weights.registry import REGISTRY, get_weights_info, list_weights, timm_arch
+
+__all__ = [
+    "load_weights",
+    "get_weights_info",
+    "list_weights",
+    "REGISTRY",
+    "WeightsDownloadError",
+    "WeightsIntegrityError",
+    "WeightsMismatchError",
+    "atomic_save_weights",
+    "converted_path",
+]
+
+
+def __getattr__(name):
+    if name == "WeightsMismatchError":
+        from keras_regnet.convert import WeightsMismatchError
+
+        return WeightsMismatchError
+    raise AttributeError(name)
+
+
+def _is_named(weights):
+    return isinstance(weights, str) and (weights == "imagenet" or weights.startswith("imagenet:"))
+
+
+def atomic_save_weights(model, path):
+    """``model.save_weights(path)`` through a temporary file in the same folder, renamed into place at the end."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".weights.h5")
+    os.close(fd)
+    try:
+        model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def converted_path(info, include_top):
+    """Where the converted ``.weights.h5`` of registry entry ``info`` is cached."""
+    name = f"{timm_arch(info['model'])}.{info['tag']}{'' if include_top else '.notop'}.weights.h5"
+    return os.path.join(cache_root(), "converted", name)
+
+
+def _load_named(model, weights, arch, include_top):
+    from keras_regnet.convert import load_file_into_model
+    from keras_regnet.weights import download
+
+    info = get_weights_info(arch, weights)
+    target = converted_path(info, include_top)
+    key = "converted/" + os.path.basename(target)
+    record = download._read_records().get(key)
+    if os.path.exists(target) and record:
+        if sha256_of(target) == record["sha256"]:
+            model.load_weights(target)
+            return
+        warnings.warn(f"the cached converted weights {target!r} were modified; converting again.", stacklevel=3)
+    source = fetch(info, include_top=include_top)
+    load_file_into_model(model, source, fmt=info["format"])
+    atomic_save_weights(model, target)
+    download.forget(key)
+    download.verify_or_record(target, key)
+
+
+def _load_path(model, path):
+    from keras_regnet.convert import WeightsMismatchError, is_keras2_h5, load_file_into_model
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"weights file {path!r} does not exist (weights= takes None, 'imagenet', 'imagenet:<tag>' or a path)."
+        )
+    if path.endswith((".safetensors", ".pyth", ".pth", ".pt")):
+        return load_file_into_model(model, path)
+    if path.endswith(".h5") and is_keras2_h5(path):
+        return load_file_into_model(model, path, fmt="keras2")
+    if path.endswith((".weights.h5", ".keras")):
+        try:
+            model.load_weights(path)
+        except (ValueError, OSError, KeyError) as e:
+            raise WeightsMismatchError(
+                f"{path!r} does not fit this model (a different architecture, or a damaged file): {e}"
+            ) from None
+        return None
+    raise ValueError(
+        f"unsupported weights file {path!r}: expected a Keras '.weights.h5' or '.keras' file, a timm/pycls "
+        "'.safetensors' file, a pycls '.pyth' checkpoint or a Keras 2 RegNet '.h5' file."
+    )
 
 
 def load_weights(model, weights, arch=None, include_top=True):
-    """Load ``weights`` (``"imagenet"`` or a path to a Keras ``.weights.h5`` file) into ``model``."""
-    if isinstance(weights, str) and (weights == "imagenet" or weights.startswith("imagenet:")):
-        raise NotImplementedError(
-            f"pretrained weights ({weights!r}) for {arch} are not available yet; "
-            "pass weights=None, or weights='path/to/file.weights.h5' with weights you trained."
-        )
-    path = os.fspath(weights)
-    if not os.path.isfile(path):
-        raise ValueError(f"weights file {path!r} does not exist.")
-    if not path.endswith(".weights.h5"):
-        raise ValueError(f"unsupported weights file {path!r}: expected a Keras '.weights.h5' file.")
-    model.load_weights(path)
+    """Load ``weights`` into the built ``model`` of architecture ``arch`` (a paper model name, or None if custom).
+
+    Raises ``WeightsMismatchError`` (a ``ValueError``) when the weights do not fit, naming the first offending
+    tensor, ``WeightsDownloadError`` when registry weights cannot be fetched, ``WeightsIntegrityError`` when a
+    file's sha256 changed. The model is never left partially loaded by a foreign-format file.
+    """
+    if _is_named(weights):
+        if arch is None:
+            raise ValueError(f"weights={weights!r} needs a paper model; pass a file path for custom models.")
+        return _load_named(model, weights, arch, include_top)
+    return _load_path(model, weights)

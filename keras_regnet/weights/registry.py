@@ -1,0 +1,218 @@
+"""The pretrained-weights registry: which weights exist for each of the 24 models (data, apart from the architecture).
+
+Every entry fits the paper's architecture exactly (same generating parameters, pycls width/group rounding); the
+torchvision-trained ``_tv`` variants of RegNetX-400MF, RegNetY-800MF and RegNetY-8.0GF use other widths and are
+left out, as are ImageNet-12k heads and SEER trunks without an ImageNet-1k classifier.
+
+Sources (the public record, gathered offline):
+- timm ``timm/models/regnet.py`` (v1.0.31): Hugging Face Hub repo of each tag, eval input size, ``crop_pct``,
+  interpolation and license. All remote files are ``model.safetensors`` in timm's key names; the pycls ones have
+  the stem already flipped from BGR to RGB.
+- top-1 (%, ImageNet-1k val): ``pycls_in1k`` = 100 - the error of the released checkpoint in pycls
+  ``dev/model_error.json`` (pycls's own eval, resize 256 / crop 224); the timm re-evaluations quoted in issue #3
+  (regnetx_002 68.76, regnety_006 75.27, regnety_080 79.87, regnety_320 80.80; regnety_080.ra3 83.17,
+  regnety_032.ra 81.95, regnetx_008.tv2 77.29, regnety_160.swag_ft 86.02) are kept in ``top1_timm``. Other tags
+  have ``top1=None``: no figure could be verified offline (see the tag's ``origin``).
+- ``keras2``: the official Keras 2 (``tf_keras.applications``) files and their published sha256 values
+  (``tf_keras/src/applications/regnet.py``). They need ``padding="same"`` and ``normalization="unit"``
+  (selected automatically by ``weights="imagenet:keras2"``). RegNetX-8.0GF has none: tf_keras builds stage 1
+  with ``groups = 80 // 120 = 0``, not the paper's model.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from keras_regnet import specs
+
+__all__ = ["REGISTRY", "get_weights_info", "list_weights", "timm_arch", "split_weights_name"]
+
+_HF = "https://huggingface.co"
+_KERAS2_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/regnet/"
+
+_SIZE_CODES = {
+    "200MF": "002", "400MF": "004", "600MF": "006", "800MF": "008", "1.6GF": "016", "3.2GF": "032",
+    "4.0GF": "040", "6.4GF": "064", "8.0GF": "080", "12GF": "120", "16GF": "160", "32GF": "320",
+}
+
+
+def timm_arch(model_name: str) -> str:
+    """'RegNetY-600MF' -> 'regnety_006' (timm's architecture name; 'regnety006' is Keras 2's)."""
+    name = specs.canonical_name(model_name)
+    family, size = name.split("-")
+    return f"{family.lower()}_{_SIZE_CODES[size]}"
+
+
+# Keras 2 weight hashes (include_top, notop), published in tf_keras/src/applications/regnet.py.
+_KERAS2_SHA256 = {
+    "x002": ("49fb46e56cde07fdaf57bffd851461a86548f6a3a4baef234dd37290b826c0b8",
+             "5445b66cd50445eb7ecab094c1e78d4d3d29375439d1a7798861c4af15ffff21"),
+    "x004": ("3523c7f5ac0dbbcc2fd6d83b3570e7540f7449d3301cc22c29547302114e4088",
+             "de139bf07a66c9256f2277bf5c1b6dd2d5a3a891a5f8a925a10c8a0a113fd6f3"),
+    "x006": ("340216ef334a7bae30daac9f414e693c136fac9ab868704bbfcc9ce6a5ec74bb",
+             "a43ec97ad62f86b2a96a783bfdc63a5a54de02eef54f26379ea05e1bf90a9505"),
+    "x008": ("8f145d6a5fae6da62677bb8d26eb92d0b9dfe143ec1ebf68b24a57ae50a2763d",
+             "3c7e4b0917359304dc18e644475c5c1f5e88d795542b676439c4a3acd63b7207"),
+    "x016": ("31c386f4c7bfef4c021a583099aa79c1b3928057ba1b7d182f174674c5ef3510",
+             "1b8e3d545d190271204a7b2165936a227d26b79bb7922bac5ee4d303091bf17a"),
+    "x032": ("6c025df1409e5ea846375bc9dfa240956cca87ef57384d93fef7d6fa90ca8c7f",
+             "9cd4522806c0fcca01b37874188b2bd394d7c419956d77472a4e072b01d99041"),
+    "x040": ("ba128046c588a26dbd3b3a011b26cb7fa3cf8f269c184c132372cb20b6eb54c1",
+             "b4ed0ca0b9a98e789e05000e830403a7ade4d8afa01c73491c44610195198afe"),
+    "x064": ("0f4489c3cd3ad979bd6b0324213998bcb36dc861d178f977997ebfe53c3ba564",
+             "3e706fa416a18dfda14c713423eba8041ae2509db3e0a611d5f599b5268a46c4"),
+    "x120": ("5cafc461b78897d5e4f24e68cb406d18e75f31105ef620e7682b611bb355eb3a",
+             "36174ddd0299db04a42631d028abcb1cc7afec2b705e42bd28fcd325e5d596bf"),
+    "x160": ("8093f57a5824b181fb734ea21ae34b1f7ee42c5298e63cf6d587c290973195d2",
+             "9d1485050bdf19531ffa1ed7827c75850e0f2972118a996b91aa9264b088fd43"),
+    "x320": ("91fb3e6f4e9e44b3687e80977f7f4412ee9937c0c704232664fc83e4322ea01e",
+             "9db7eacc37b85c98184070e1a172e6104c00846f44bcd4e727da9e50d9692398"),
+    "y002": ("1e8091c674532b1a61c04f6393a9c570113e0197f22bd1b98cc4c4fe800c6465",
+             "f63221f63d625b8e201221499682587bfe29d33f50a4c4f4d53be00f66c0f12c"),
+    "y004": ("752fdbad21c78911bf1dcb8c513e5a0e14697b068e5d9e73525dbaa416d18d8e",
+             "45e6ba8309a17a77e67afc05228454b2e0ee6be0dae65edc0f31f1da10cc066b"),
+    "y006": ("98942e07b273da500ff9699a1f88aca78dfad4375faabb0bab784bb0dace80a9",
+             "b70261cba4e60013c99d130cc098d2fce629ff978a445663b6fa4f8fc099a2be"),
+    "y008": ("1b099377cc9a4fb183159a6f9b24bc998e5659d25a449f40c90cbffcbcfdcae4",
+             "b11f5432a216ee640fe9be6e32939defa8d08b8d136349bf3690715a98752ca1"),
+    "y016": ("b7ce1f5e223f0941c960602de922bcf846288ce7a4c33b2a4f2e4ac4b480045b",
+             "d7404f50205e82d793e219afb9eb2bfeb781b6b2d316a6128c6d7d7dacab7f57"),
+    "y032": ("6a6a545cf3549973554c9b94f0cd40e25f229fffb1e7f7ac779a59dcbee612bd",
+             "eb3ac1c45ec60f4f031c3f5180573422b1cf7bebc26c004637517372f68f8937"),
+    "y040": ("98d00118b335162bbffe8f1329e54e5c8e75ee09b2a5414f97b0ddfc56e796f6",
+             "b5be2a5e5f072ecdd9c0b8a437cd896df0efa1f6a1f77e41caa8719b7dfcb05d"),
+    "y064": ("65c948c7a18aaecaad2d1bd4fd978987425604ba6669ef55a1faa0069a2804b7",
+             "885c4b7ed7ea339daca7dafa1a62cb7d41b1068897ef90a5a3d71b4a2e2db31a"),
+    "y080": ("7a2c62da2982e369a4984d3c7c3b32d6f8d3748a71cb37a31156c436c37f3e95",
+             "3d119577e1e3bf8d153b895e8ea9e4ec150ff2d92abdca711b6e949c3fd7115d"),
+    "y120": ("a96ab0d27d3ae35a422ee7df0d789069b3e3217a99334e0ce861a96595bc5986",
+             "4a6fa387108380b730b71feea2ad80b5224b5ea9dc21dc156c93fe3c6186485c"),
+    "y160": ("45067240ffbc7ca2591313fee2f80dbdda6d66ec1a7451446f9a6d00d8f7ac6e",
+             "ead1e6b568be8f34447ec8941299a9df4368736ba9a8205de5427fa20a1fb316"),
+    "y320": ("b05e173e4ae635cfa22d06392ee3741284d17dadfee68f2aa6fd8cb2b7561112",
+             "cad78f74a586e24c61d38be17f3ae53bb9674380174d2585da1a526b8c20e1fd"),
+}
+
+# Better-than-paper timm-hosted tags that fit the paper's architecture exactly (timm cfg without group_min_ratio):
+# tag: (timm archs, eval size, crop_pct, license, origin, {arch: top-1 quoted in issue #3})
+_TIMM = "https://github.com/huggingface/pytorch-image-models"
+_TV = "https://github.com/pytorch/vision"
+_EXTRA_TAGS = {
+    "ra_in1k": (("regnety_032",), 288, 1.0, "apache-2.0", _TIMM, {"regnety_032": 81.95}),
+    "ra3_in1k": (("regnety_040", "regnety_064", "regnety_080"), 288, 1.0, "apache-2.0", _TIMM, {"regnety_080": 83.17}),
+    "sw_in12k_ft_in1k": (("regnety_120", "regnety_160"), 288, 1.0, "apache-2.0", _TIMM, {}),
+    "lion_in12k_ft_in1k": (("regnety_160",), 288, 1.0, "apache-2.0", _TIMM, {}),
+    "deit_in1k": (("regnety_160",), 288, 1.0, "apache-2.0", "https://github.com/facebookresearch/deit", {}),
+    "tv2_in1k": (
+        ("regnetx_008", "regnetx_016", "regnetx_032", "regnetx_080", "regnetx_160", "regnetx_320",
+         "regnety_004", "regnety_016", "regnety_032", "regnety_160", "regnety_320"),
+        224, 0.965, "bsd-3-clause", _TV, {"regnetx_008": 77.29},
+    ),
+    "swag_ft_in1k": (("regnety_160", "regnety_320"), 384, 1.0, "cc-by-nc-4.0", _TV, {"regnety_160": 86.02}),
+    "swag_lc_in1k": (("regnety_160", "regnety_320"), 224, 0.965, "cc-by-nc-4.0", _TV, {}),
+    "seer_ft_in1k": (("regnety_320",), 384, 1.0, "seer-license (non-commercial)", "https://github.com/facebookresearch/vissl", {}),
+}
+# timm's own re-evaluation of the pycls checkpoints, as quoted in issue #3.
+_PYCLS_TIMM_TOP1 = {"regnetx_002": 68.76, "regnety_006": 75.27, "regnety_080": 79.87, "regnety_320": 80.80}
+
+
+def _hf_entry(arch, tag, size, crop_pct, license, origin, top1, top1_source, top1_timm=None):
+    repo = f"timm/{arch}.{tag}"
+    return {
+        "tag": tag,
+        "source": "hf",
+        "repo": repo,
+        "filename": "model.safetensors",
+        "revision": "main",
+        "url": f"{_HF}/{repo}/resolve/main/model.safetensors",
+        "format": "timm",
+        "top1": top1,
+        "top1_source": top1_source,
+        "top1_timm": top1_timm,
+        "size": size,
+        "crop_pct": crop_pct,
+        "interpolation": "bicubic",
+        "license": license,
+        "origin": origin,
+        "architecture": {},
+    }
+
+
+def _build_registry():
+    registry = {}
+    for name in specs.MODEL_NAMES:
+        arch = timm_arch(name)
+        err = specs.PAPER_FIGURES[name][3]
+        entries = [_hf_entry(
+            arch, "pycls_in1k", 224, 0.875, "mit", "https://github.com/facebookresearch/pycls",
+            round(100.0 - err, 3), "pycls dev/model_error.json", _PYCLS_TIMM_TOP1.get(arch),
+        )]
+        for tag, (archs, size, crop, lic, origin, top1s) in _EXTRA_TAGS.items():
+            if arch in archs:
+                top1 = top1s.get(arch)
+                entries.append(_hf_entry(
+                    arch, tag, size, crop, lic, origin, top1, "timm, quoted in issue #3" if top1 else None, top1,
+                ))
+        key = arch.replace("regnet", "").replace("_", "")
+        if key in _KERAS2_SHA256:
+            file = f"regnet{key}"
+            entries.append({
+                "tag": "keras2",
+                "source": "url",
+                "url": f"{_KERAS2_BASE}{file}.h5",
+                "url_notop": f"{_KERAS2_BASE}{file}_notop.h5",
+                "sha256": _KERAS2_SHA256[key][0],
+                "sha256_notop": _KERAS2_SHA256[key][1],
+                "format": "keras2",
+                "top1": None,
+                "top1_source": None,
+                "top1_timm": None,
+                "size": 224,
+                "crop_pct": 0.875,
+                "interpolation": "bicubic",
+                "license": "apache-2.0",
+                "origin": "https://github.com/keras-team/tf-keras",
+                "architecture": {"padding": "same", "normalization": "unit"},
+            })
+        registry[name] = entries
+    return registry
+
+
+REGISTRY = _build_registry()
+
+
+def split_weights_name(weights: str) -> str:
+    """'imagenet' -> 'pycls_in1k' (the default tag); 'imagenet:ra3_in1k' or 'ra3_in1k' -> 'ra3_in1k'."""
+    if weights == "imagenet":
+        return None
+    return weights.split(":", 1)[1] if weights.startswith("imagenet:") else weights
+
+
+def get_weights_info(model_name: str, tag: str = "imagenet") -> dict:
+    """The registry entry of ``model_name``'s weights ``tag`` ('imagenet', 'imagenet:<tag>' or '<tag>').
+
+    Returns a copy with: ``model``, ``tag``, ``weights`` (the string to pass as ``weights=``), ``url``, ``format``,
+    ``top1`` (+ ``top1_source``), the eval config ``size``, ``crop_pct``, ``interpolation``, ``license``,
+    ``origin`` and ``architecture`` (builder options the weights need, e.g. Keras 2's padding).
+    """
+    name = specs.canonical_name(model_name)
+    entries = REGISTRY[name]
+    wanted = split_weights_name(tag)
+    for i, entry in enumerate(entries):
+        if wanted is None and i == 0 or entry["tag"] == wanted:
+            info = copy.deepcopy(entry)
+            info["model"] = name
+            info["default"] = i == 0
+            info["weights"] = "imagenet" if i == 0 else f"imagenet:{entry['tag']}"
+            return info
+    raise ValueError(
+        f"no weights {tag!r} for {name}. Available: "
+        + ", ".join(["'imagenet'"] + [f"'imagenet:{e['tag']}'" for e in entries])
+        + " (see keras_regnet.list_weights)."
+    )
+
+
+def list_weights(model_name: str) -> list:
+    """Every weights entry of ``model_name`` (see :func:`get_weights_info`), the default (paper) weights first."""
+    name = specs.canonical_name(model_name)
+    return [get_weights_info(name, "imagenet:" + e["tag"]) for e in REGISTRY[name]]
