@@ -151,7 +151,7 @@ def _hf_url(info):
 
 
 def _fetch_hf(info):
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     kwargs = dict(
@@ -168,8 +168,12 @@ def _fetch_hf(info):
     except LocalEntryNotFoundError:
         if offline():
             raise _unavailable(info, url, "it is not in the cache and HF_HUB_OFFLINE is set") from None
+    timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or 10)
     try:
-        return hf_hub_download(**kwargs, etag_timeout=float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or 10))
+        # One metadata request without retries first: hf_hub_download retries network errors with back-off for
+        # ~25 s, but with no network (or a dead mirror) the user should hear so within seconds.
+        get_hf_file_metadata(url, timeout=timeout, endpoint=kwargs["endpoint"], retry_on_errors=False)
+        return hf_hub_download(**kwargs, etag_timeout=timeout)
     except (EntryNotFoundError, RepositoryNotFoundError) as e:
         raise _unavailable(info, url, f"the server has no such file ({type(e).__name__})") from None
     except Exception as e:  # network errors come as requests/httpx/OSError types depending on the hub version
