@@ -1,0 +1,396 @@
+"""Image-classification data sets as ``tf.data`` pipelines of ``(uint8 image, int64 label)``, offline-safe.
+
+:func:`load_dataset` reads three kinds of source through one call:
+
+- ``"digits"``: scikit-learn's embedded 8x8 handwritten digits (1,797 images, 10 classes), upsampled to 32x32 RGB
+  uint8, with a fixed stratified 80/20 ``train``/``test`` split. Needs no network and no files: the demo and test
+  data set.
+- a local directory of class sub-folders (``"folder:PATH"`` or any existing ``PATH``), either ``PATH/<class>/img``
+  (one split, ``train``) or the tfds ImageFolder layout ``PATH/<split>/<class>/img``. Images are decoded in parallel.
+- any tensorflow-datasets image-classification name (``"imagenet2012"``, ``"cifar10"``, ...). The prepared data set
+  is looked up first without downloading, so a missing one fails in a second with instructions (tfds would otherwise
+  retry downloads for minutes when offline). Data sets needing a manual download (ImageNet) are prepared from
+  ``manual_dir`` when it holds the files tfds expects.
+
+Splits accept tfds-style slices, ``"train[:80%]"``, ``"train[80%:]"``, ``"test[:100]"``. For digits and folders
+the slice is taken within each class (stratified), in a fixed shuffled order, so ``train[:90%]`` and
+``train[90%:]`` are disjoint, cover the split, and both contain every class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["DatasetInfo", "load_dataset", "IMAGE_EXTENSIONS", "IMAGENET_MANUAL_FILES"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# The files tfds's imagenet2012 builder reads from manual_dir (its MANUAL_DOWNLOAD_INSTRUCTIONS).
+IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
+_DIGITS_SIZE = 32
+_DIGITS_TEST_FRACTION = 0.2
+_SPLIT_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a training script needs to know about a loaded split.
+
+    ``image_shape`` is ``(height, width, channels)`` with ``None`` for dimensions that vary between images
+    (e.g. ``(None, None, 3)`` for ImageNet and folders). ``source`` is ``"digits"``, ``"folder"`` or ``"tfds"``;
+    ``builder`` is the tfds builder for tfds sources (``None`` otherwise).
+    """
+
+    name: str
+    split: str
+    num_classes: int
+    num_examples: int
+    image_shape: Tuple[Optional[int], Optional[int], Optional[int]]
+    class_names: Tuple[str, ...]
+    source: str
+    builder: object = dataclasses.field(default=None, repr=False, compare=False)
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    *,
+    data_dir: Optional[str] = None,
+    manual_dir: Optional[str] = None,
+    download: bool = False,
+    shuffle_files: bool = False,
+):
+    """Load one split of an image-classification data set.
+
+    Args:
+        name: ``"digits"``, ``"folder:PATH"``, an existing directory, or a tensorflow-datasets name.
+        split: split name, optionally sliced tfds-style (``"train[:90%]"``).
+        data_dir: tfds data directory (default: tfds's, ``~/tensorflow_datasets`` or ``$TFDS_DATA_DIR``).
+        manual_dir: where manually downloaded archives are (tfds data sets such as ``imagenet2012``); when the data
+            set is not prepared yet and this holds the expected files, it is prepared from them (no network).
+        download: allow tfds to download and prepare a missing data set (needs network access). Without it a
+            missing data set raises at once with the command that prepares it.
+        shuffle_files: let tfds read its shards in random order (training on large data sets).
+
+    Returns:
+        ``(dataset, info)``: a ``tf.data.Dataset`` yielding ``(image uint8 (H, W, C), label int64)`` in a fixed
+        order, and a :class:`DatasetInfo`.
+
+    Raises:
+        ValueError: unknown data set or split, a tfds data set that is not image classification.
+        FileNotFoundError: a data set that is not prepared, a missing manual_dir or missing files in it.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"dataset name must be a non-empty string, got {name!r}.")
+    if name == "digits":
+        return _load_digits(split)
+    if name.startswith("folder:"):
+        path = os.path.expanduser(name[len("folder:"):])
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"image folder {path!r} does not exist (from dataset {name!r}).")
+        return _load_folder(path, split)
+    if os.path.isdir(os.path.expanduser(name)):
+        return _load_folder(os.path.expanduser(name), split)
+    if os.sep in name or name.startswith("."):
+        raise FileNotFoundError(
+            f"dataset {name!r} looks like a path but is not an existing directory. Give a directory of class "
+            "sub-folders (PATH/<class>/<image>), 'digits', or a tensorflow-datasets name such as 'imagenet2012'."
+        )
+    return _load_tfds(name, split, data_dir=data_dir, manual_dir=manual_dir, download=download,
+                      shuffle_files=shuffle_files)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# split slicing (digits and folders)
+
+_SLICE = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?\s*$")
+
+
+def _parse_split(split: str):
+    """'train[10%:50%]' -> ('train', '10%', '50%'); 'test' -> ('test', None, None)."""
+    m = _SLICE.match(split) if isinstance(split, str) else None
+    if m is None:
+        raise ValueError(
+            f"cannot parse split {split!r}: use a split name, optionally sliced tfds-style, e.g. 'train', "
+            "'train[:90%]', 'train[90%:]', 'test[:100]'."
+        )
+    return m.group(1), m.group(2), m.group(3)
+
+
+def _bound(token, n):
+    if token is None:
+        return None
+    if token.endswith("%"):
+        pct = int(token[:-1])
+        if not -100 <= pct <= 100:
+            raise ValueError(f"split percentage {token} is outside [-100%, 100%].")
+        # Rounded like tfds's percent slices.
+        return int(round(n * pct / 100.0))
+    return int(token)
+
+
+def _stratified_slice(labels: np.ndarray, start, stop) -> np.ndarray:
+    """Indices selecting [start:stop] within each class (in a fixed shuffled order), sorted."""
+    if start is None and stop is None:
+        return np.arange(len(labels))
+    if not all(t is None or t.endswith("%") for t in (start, stop)):
+        # Absolute counts are not stratifiable in general: take them over the shuffled whole.
+        order = np.random.RandomState(_SPLIT_SEED).permutation(len(labels))
+        return np.sort(order[slice(_bound(start, len(labels)), _bound(stop, len(labels)))])
+    picked = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[np.random.RandomState(_SPLIT_SEED + int(c)).permutation(len(idx))]
+        picked.append(idx[slice(_bound(start, len(idx)), _bound(stop, len(idx)))])
+    return np.sort(np.concatenate(picked)) if picked else np.zeros((0,), np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# digits
+
+
+def digits_arrays(split: str = "train"):
+    """The digits split as NumPy arrays: ``(images uint8 (N, 32, 32, 3), labels int64 (N,))``."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    base, start, stop = _parse_split(split)
+    if base not in ("train", "test"):
+        raise ValueError(f"the digits data set has splits 'train' and 'test', got {split!r}.")
+    digits = load_digits()
+    images = digits.images  # (1797, 8, 8) float in [0, 16]
+    labels = digits.target.astype(np.int64)
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)), test_size=_DIGITS_TEST_FRACTION, stratify=labels, random_state=_SPLIT_SEED
+    )
+    idx = np.sort(train_idx if base == "train" else test_idx)
+    idx = idx[_stratified_slice(labels[idx], start, stop)]
+    # 8x8 -> 32x32 by pixel replication (exact, no interpolation artefacts), grey -> RGB, [0, 16] -> [0, 255].
+    factor = _DIGITS_SIZE // images.shape[1]
+    grey = np.round(images[idx] * (255.0 / 16.0)).astype(np.uint8)
+    grey = grey.repeat(factor, axis=1).repeat(factor, axis=2)
+    return np.repeat(grey[..., None], 3, axis=-1), labels[idx]
+
+
+def _load_digits(split):
+    import tensorflow as tf
+
+    images, labels = digits_arrays(split)
+    info = DatasetInfo(
+        name="digits",
+        split=split,
+        num_classes=10,
+        num_examples=int(len(labels)),
+        image_shape=(_DIGITS_SIZE, _DIGITS_SIZE, 3),
+        class_names=tuple(str(i) for i in range(10)),
+        source="digits",
+    )
+    return tf.data.Dataset.from_tensor_slices((images, labels)), info
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# folders of class sub-folders
+
+
+def _class_dirs(path) -> Sequence[str]:
+    return sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith("."))
+
+
+def _images_in(path) -> Sequence[str]:
+    out = []
+    for root, dirs, files in os.walk(path, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS))
+    return out
+
+
+def _has_images(path) -> bool:
+    return any(f.lower().endswith(IMAGE_EXTENSIONS) for f in os.listdir(path))
+
+
+def _folder_split_root(path, base):
+    """The directory holding class sub-folders for split ``base``: PATH/<base> (ImageFolder layout) or PATH."""
+    subdirs = _class_dirs(path)
+    if not subdirs:
+        raise FileNotFoundError(f"image folder {path!r} has no sub-folders; expected PATH/<class>/<image files>.")
+    # ImageFolder layout: every sub-folder is a split holding class folders and no images of its own.
+    split_layout = all(
+        _class_dirs(os.path.join(path, d)) and not _has_images(os.path.join(path, d)) for d in subdirs
+    )
+    if split_layout:
+        if base not in subdirs:
+            raise ValueError(
+                f"image folder {path!r} has the PATH/<split>/<class>/ layout with splits {subdirs}, not {base!r}."
+            )
+        return os.path.join(path, base)
+    if base != "train":
+        raise ValueError(
+            f"image folder {path!r} has one split, 'train' (PATH/<class>/<image>); got split {base!r}. Carve a "
+            "validation set with slices, e.g. 'train[:90%]' and 'train[90%:]', or use the PATH/<split>/<class>/ layout."
+        )
+    return path
+
+
+def _load_folder(path, split):
+    import tensorflow as tf
+
+    base, start, stop = _parse_split(split)
+    root = _folder_split_root(path, base)
+    class_names = _class_dirs(root)
+    files, labels = [], []
+    for i, c in enumerate(class_names):
+        found = _images_in(os.path.join(root, c))
+        files.extend(found)
+        labels.extend([i] * len(found))
+    if not files:
+        raise FileNotFoundError(
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root!r}; expected {root}/<class>/<image files>."
+        )
+    labels = np.asarray(labels, np.int64)
+    idx = _stratified_slice(labels, start, stop)
+    files = [files[i] for i in idx]
+    labels = labels[idx]
+
+    def decode(file, label):
+        data = tf.io.read_file(file)
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image.set_shape((None, None, 3))
+        return image, label
+
+    ds = tf.data.Dataset.from_tensor_slices((files, labels))
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    info = DatasetInfo(
+        name=path,
+        split=split,
+        num_classes=len(class_names),
+        num_examples=len(files),
+        image_shape=(None, None, 3),
+        class_names=tuple(class_names),
+        source="folder",
+    )
+    return ds, info
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tensorflow-datasets
+
+
+def _prepare_command(name, data_dir):
+    dd = f", data_dir={data_dir!r}" if data_dir else ""
+    return f"python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}'{dd}).download_and_prepare()\""
+
+
+def _load_tfds(name, split, *, data_dir, manual_dir, download, shuffle_files):
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(
+            f"unknown dataset {name!r}: it is not 'digits', not an existing directory of class sub-folders, and "
+            "not a tensorflow-datasets name (see https://www.tensorflow.org/datasets/catalog/overview, e.g. "
+            "'imagenet2012', 'cifar10', 'oxford_flowers102')."
+        ) from None
+
+    info = builder.info
+    image_key, label_key = _image_label_keys(name, info)
+
+    if not builder.is_prepared():
+        _prepare_or_explain(builder, name, data_dir=data_dir, manual_dir=manual_dir, download=download)
+
+    base, _, _ = _parse_split(split)
+    splits = builder.info.splits
+    if base not in splits:
+        raise ValueError(f"dataset {name!r} has splits {sorted(splits)}, not {base!r}.")
+    num_examples = int(splits[split].num_examples)
+    ds = builder.as_dataset(split=split, shuffle_files=shuffle_files, as_supervised=False)
+    ds = ds.map(lambda ex: (ex[image_key], ex[label_key]), num_parallel_calls=None)
+    feature = builder.info.features[image_key]
+    labels = builder.info.features[label_key]
+    out = DatasetInfo(
+        name=name,
+        split=split,
+        num_classes=int(labels.num_classes),
+        num_examples=num_examples,
+        image_shape=tuple(feature.shape),
+        class_names=tuple(labels.names),
+        source="tfds",
+        builder=builder,
+    )
+    return ds, out
+
+
+def _image_label_keys(name, info):
+    """(image key, label key) of a tfds image-classification data set, or a clear error."""
+    import tensorflow_datasets as tfds
+
+    features = info.features
+    keys = info.supervised_keys
+    if isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys):
+        image_key, label_key = keys
+    else:
+        image_key = next((k for k, f in features.items() if isinstance(f, tfds.features.Image)), None)
+        label_key = next((k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)), None)
+    ok = (
+        image_key in features
+        and label_key in features
+        and isinstance(features[image_key], tfds.features.Image)
+        and isinstance(features[label_key], tfds.features.ClassLabel)
+    )
+    if not ok:
+        raise ValueError(
+            f"tfds dataset {name!r} is not image classification (needs an Image feature and a ClassLabel; "
+            f"its features are {dict((k, type(f).__name__) for k, f in features.items())})."
+        )
+    return image_key, label_key
+
+
+def _prepare_or_explain(builder, name, *, data_dir, manual_dir, download):
+    """Prepare a missing tfds data set from manual_dir (or download when allowed), else raise with instructions."""
+    import tensorflow_datasets as tfds
+
+    where = os.fspath(builder.data_dir)
+    instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
+    if instructions:
+        if manual_dir is None:
+            files = _manual_files_hint(name)
+            raise FileNotFoundError(
+                f"tfds dataset {name!r} is not prepared in {where} and needs a manual download. {files}"
+                f"Then pass manual_dir (--manual-dir) pointing at that directory; it is prepared once into data_dir. "
+                f"tfds's instructions: {' '.join(instructions.split())}"
+            )
+        manual_dir = os.path.expanduser(manual_dir)
+        if not os.path.isdir(manual_dir):
+            raise FileNotFoundError(
+                f"manual_dir {manual_dir!r} does not exist. {_manual_files_hint(name)}"
+            )
+        expected = IMAGENET_MANUAL_FILES if name.split(":")[0].split("/")[0] == "imagenet2012" else ()
+        missing = [f for f in expected if not os.path.exists(os.path.join(manual_dir, f))]
+        if missing:
+            raise FileNotFoundError(
+                f"manual_dir {manual_dir!r} lacks {', '.join(missing)}: put the ImageNet archives "
+                f"{' and '.join(IMAGENET_MANUAL_FILES)} (from https://image-net.org/download-images) there."
+            )
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
+        builder.download_and_prepare(download_config=config)
+        return
+    if not download:
+        raise FileNotFoundError(
+            f"tfds dataset {name!r} is not prepared in {where}. Prepare it once on a machine with network access "
+            f"(then copy the data directory here if needed): {_prepare_command(name, data_dir)}  -- or pass "
+            "download=True (--download) to let tfds download it now."
+        )
+    builder.download_and_prepare()
+
+
+def _manual_files_hint(name):
+    if name.split(":")[0].split("/")[0] == "imagenet2012":
+        return (
+            f"Download {' and '.join(IMAGENET_MANUAL_FILES)} from https://image-net.org/download-images (needs an "
+            "account) into one directory. "
+        )
+    return "Download the files tfds's instructions name (below) into one directory. "
