@@ -233,3 +233,29 @@ def test_keras2_tag_selects_the_keras2_architecture_and_conflicts_are_refused():
     names = {layer.name for layer in m.layers}
     assert "stem_pad" not in names and m.get_layer("stem_conv").padding == "same"
     assert np.allclose(m.get_layer("preprocessing").scale, 1 / 255.0)
+
+
+def test_pycls_pyth_checkpoint_loads_when_torch_is_installed(tmp_path):
+    torch = pytest.importorskip("torch")  # .pyth needs torch; CI without it skips this format only
+    ref, spec, path = fixture("x")
+    inverse = {v: k for k, v in convert._PYCLS_TIMM.items()}
+    state = {}
+    for key, value in load_file(path).items():
+        m = re.match(r"^(s\d+\.b\d+)\.(.+)\.(\w+)$", key)
+        if m and m.group(2) in inverse:
+            key = f"{m.group(1)}.{inverse[m.group(2)]}.{m.group(3)}"
+        state[key] = torch.from_numpy(value[:, ::-1].copy() if key == "stem.conv.weight" else value)
+    torch.save({"epoch": 99, "model_state": state}, str(tmp_path / "model.pyth"))  # pycls's checkpoint layout
+    model = tiny_model(spec, weights=str(tmp_path / "model.pyth"))
+    assert np.abs(model.predict(ref["images"].astype("float32"), verbose=0) - ref["logits"]).max() <= 1e-4
+
+
+def test_keras_files_load_through_weights_path(tmp_path):
+    ref, spec, path = fixture("y")
+    model = tiny_model(spec, weights=path)
+    model.save(str(tmp_path / "m.keras"))
+    model.save_weights(str(tmp_path / "m.weights.h5"))
+    images = ref["images"].astype("float32")
+    for f in ("m.keras", "m.weights.h5"):
+        again = tiny_model(spec, weights=str(tmp_path / f))
+        np.testing.assert_array_equal(again.predict(images, verbose=0), model.predict(images, verbose=0))
