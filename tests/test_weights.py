@@ -62,7 +62,9 @@ def test_registry_excludes_weights_of_other_architectures():
     assert re.fullmatch("[0-9a-f]{64}", k2["sha256"]) and re.fullmatch("[0-9a-f]{64}", k2["sha256_notop"])
     assert k2["architecture"] == {"padding": "same", "normalization": "unit"}
     quoted = keras_regnet.get_weights_info("RegNetY-8.0GF", "imagenet:ra3_in1k")
-    assert quoted["top1"] == 83.17 and quoted["size"] == 288
+    assert quoted["top1"] == 83.926 and quoted["size"] == 288 and quoted["crop_pct"] == 1.0
+    assert keras_regnet.get_weights_info("RegNetY-600MF")["top1_timm"] == 75.27  # timm's eval, as in issue #3
+    assert all(e["top1"] for entries in registry.REGISTRY.values() for e in entries if e["tag"] != "keras2")
 
 
 def test_unknown_tags_and_names_are_clear_errors():

@@ -9,10 +9,9 @@ Sources (the public record, gathered offline):
   interpolation and license. All remote files are ``model.safetensors`` in timm's key names; the pycls ones have
   the stem already flipped from BGR to RGB.
 - top-1 (%, ImageNet-1k val): ``pycls_in1k`` = 100 - the error of the released checkpoint in pycls
-  ``dev/model_error.json`` (pycls's own eval, resize 256 / crop 224); the timm re-evaluations quoted in issue #3
-  (regnetx_002 68.76, regnety_006 75.27, regnety_080 79.87, regnety_320 80.80; regnety_080.ra3 83.17,
-  regnety_032.ra 81.95, regnetx_008.tv2 77.29, regnety_160.swag_ft 86.02) are kept in ``top1_timm``. Other tags
-  have ``top1=None``: no figure could be verified offline (see the tag's ``origin``).
+  ``dev/model_error.json`` (pycls's own eval, resize 256 / crop 224), with timm's evaluation of the same file in
+  ``top1_timm``; every other tag: timm's ``results/results-imagenet.csv`` (commit 0173a13) at the entry's eval
+  size and crop (e.g. regnety_080.ra3_in1k 83.926 at 288 px; issue #3 quotes 83.17, apparently at 224 px).
 - ``keras2``: the official Keras 2 (``tf_keras.applications``) files and their published sha256 values
   (``tf_keras/src/applications/regnet.py``). They need ``padding="same"`` and ``normalization="unit"``
   (selected automatically by ``weights="imagenet:keras2"``). RegNetX-8.0GF has none: tf_keras builds stage 1
@@ -94,26 +93,35 @@ _KERAS2_SHA256 = {
 }
 
 # Better-than-paper timm-hosted tags that fit the paper's architecture exactly (timm cfg without group_min_ratio):
-# tag: (timm archs, eval size, crop_pct, license, origin, {arch: top-1 quoted in issue #3})
+# tag: (eval size, crop_pct, license, origin, {timm arch: top-1 from timm's results-imagenet.csv at that size/crop})
 _TIMM = "https://github.com/huggingface/pytorch-image-models"
 _TV = "https://github.com/pytorch/vision"
 _EXTRA_TAGS = {
-    "ra_in1k": (("regnety_032",), 288, 1.0, "apache-2.0", _TIMM, {"regnety_032": 81.95}),
-    "ra3_in1k": (("regnety_040", "regnety_064", "regnety_080"), 288, 1.0, "apache-2.0", _TIMM, {"regnety_080": 83.17}),
-    "sw_in12k_ft_in1k": (("regnety_120", "regnety_160"), 288, 1.0, "apache-2.0", _TIMM, {}),
-    "lion_in12k_ft_in1k": (("regnety_160",), 288, 1.0, "apache-2.0", _TIMM, {}),
-    "deit_in1k": (("regnety_160",), 288, 1.0, "apache-2.0", "https://github.com/facebookresearch/deit", {}),
-    "tv2_in1k": (
-        ("regnetx_008", "regnetx_016", "regnetx_032", "regnetx_080", "regnetx_160", "regnetx_320",
-         "regnety_004", "regnety_016", "regnety_032", "regnety_160", "regnety_320"),
-        224, 0.965, "bsd-3-clause", _TV, {"regnetx_008": 77.29},
-    ),
-    "swag_ft_in1k": (("regnety_160", "regnety_320"), 384, 1.0, "cc-by-nc-4.0", _TV, {"regnety_160": 86.02}),
-    "swag_lc_in1k": (("regnety_160", "regnety_320"), 224, 0.965, "cc-by-nc-4.0", _TV, {}),
-    "seer_ft_in1k": (("regnety_320",), 384, 1.0, "seer-license (non-commercial)", "https://github.com/facebookresearch/vissl", {}),
+    "ra_in1k": (288, 1.0, "apache-2.0", _TIMM, {"regnety_032": 82.728}),
+    "ra3_in1k": (288, 1.0, "apache-2.0", _TIMM, {"regnety_040": 83.044, "regnety_064": 83.720, "regnety_080": 83.926}),
+    "sw_in12k_ft_in1k": (288, 1.0, "apache-2.0", _TIMM, {"regnety_120": 85.400, "regnety_160": 85.986}),
+    "lion_in12k_ft_in1k": (288, 1.0, "apache-2.0", _TIMM, {"regnety_160": 85.986}),
+    "deit_in1k": (288, 1.0, "apache-2.0", "https://github.com/facebookresearch/deit", {"regnety_160": 83.690}),
+    "tv2_in1k": (224, 0.965, "bsd-3-clause", _TV, {
+        "regnetx_008": 77.304, "regnetx_016": 79.436, "regnetx_032": 80.926, "regnetx_080": 81.538,
+        "regnetx_160": 82.566, "regnetx_320": 82.810, "regnety_004": 75.598, "regnety_016": 80.668,
+        "regnety_032": 81.756, "regnety_160": 82.642, "regnety_320": 83.162,
+    }),
+    "swag_ft_in1k": (384, 1.0, "cc-by-nc-4.0", _TV, {"regnety_160": 86.010, "regnety_320": 86.836}),
+    "swag_lc_in1k": (224, 0.965, "cc-by-nc-4.0", _TV, {"regnety_160": 83.782, "regnety_320": 84.546}),
+    "seer_ft_in1k": (384, 1.0, "seer-license (non-commercial)", "https://github.com/facebookresearch/vissl",
+                     {"regnety_320": 83.334}),
 }
-# timm's own re-evaluation of the pycls checkpoints, as quoted in issue #3.
-_PYCLS_TIMM_TOP1 = {"regnetx_002": 68.76, "regnety_006": 75.27, "regnety_080": 79.87, "regnety_320": 80.80}
+# timm's own evaluation of the pycls checkpoints (224 px, crop 0.875, bicubic), same CSV.
+_PYCLS_TIMM_TOP1 = {
+    "regnetx_002": 68.746, "regnetx_004": 72.398, "regnetx_006": 73.868, "regnetx_008": 75.030,
+    "regnetx_016": 76.924, "regnetx_032": 78.168, "regnetx_040": 78.492, "regnetx_064": 79.066,
+    "regnetx_080": 79.202, "regnetx_120": 79.588, "regnetx_160": 79.866, "regnetx_320": 80.246,
+    "regnety_002": 70.278, "regnety_004": 74.028, "regnety_006": 75.270, "regnety_008": 76.302,
+    "regnety_016": 77.862, "regnety_032": 78.876, "regnety_040": 79.232, "regnety_064": 79.714,
+    "regnety_080": 79.868, "regnety_120": 80.386, "regnety_160": 80.298, "regnety_320": 80.808,
+}
+_TIMM_CSV = "timm results/results-imagenet.csv (commit 0173a13)"
 
 
 def _hf_entry(arch, tag, size, crop_pct, license, origin, top1, top1_source, top1_timm=None):
@@ -147,12 +155,10 @@ def _build_registry():
             arch, "pycls_in1k", 224, 0.875, "mit", "https://github.com/facebookresearch/pycls",
             round(100.0 - err, 3), "pycls dev/model_error.json", _PYCLS_TIMM_TOP1.get(arch),
         )]
-        for tag, (archs, size, crop, lic, origin, top1s) in _EXTRA_TAGS.items():
-            if arch in archs:
-                top1 = top1s.get(arch)
-                entries.append(_hf_entry(
-                    arch, tag, size, crop, lic, origin, top1, "timm, quoted in issue #3" if top1 else None, top1,
-                ))
+        for tag, (size, crop, lic, origin, top1s) in _EXTRA_TAGS.items():
+            if arch in top1s:
+                top1 = top1s[arch]
+                entries.append(_hf_entry(arch, tag, size, crop, lic, origin, top1, _TIMM_CSV, top1))
         key = arch.replace("regnet", "").replace("_", "")
         if key in _KERAS2_SHA256:
             file = f"regnet{key}"
