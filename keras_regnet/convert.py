@@ -304,26 +304,39 @@ def _keras2_layer_name(name):
 
 
 def read_keras2_h5(path):
-    """{our layer name: (file layer name, [arrays])} from a tf_keras ``.h5`` (weights-only or whole model)."""
+    """{our layer name: (file layer name, [arrays])} from a tf_keras ``.h5`` (weights-only or whole model).
+
+    Weights are grouped by their layer's name (the first part of each weight name), so a RegNet nested inside a
+    fine-tuned model (``base = RegNetY006(include_top=False)`` + your own head) is found as well; a single extra
+    Dense layer with a kernel and a bias is taken as the classifier.
+    """
     import h5py
 
-    out = {}
+    groups = {}
     try:
         with h5py.File(path, "r") as f:
             g = f["model_weights"] if "model_weights" in f else f
             for raw in g.attrs["layer_names"]:
                 lname = raw.decode() if isinstance(raw, bytes) else str(raw)
-                weight_names = [w.decode() if isinstance(w, bytes) else str(w) for w in g[lname].attrs["weight_names"]]
-                if not weight_names:
-                    continue
-                ours = _keras2_layer_name(lname)
-                if ours is None:
-                    raise WeightsMismatchError(
-                        f"layer {lname!r} of {path!r} is not part of a Keras 2 RegNet: the file holds another model."
-                    )
-                out[ours] = (lname, [np.asarray(g[lname][w]) for w in weight_names])
-    except OSError as e:
-        raise WeightsMismatchError(f"cannot read {path!r} as HDF5 ({e}); the file is truncated or corrupt.") from None
+                for raw_w in g[lname].attrs["weight_names"]:
+                    wname = raw_w.decode() if isinstance(raw_w, bytes) else str(raw_w)
+                    layer = wname.split("/")[0] if "/" in wname else lname
+                    groups.setdefault(layer, []).append(np.asarray(g[lname][wname]))
+    except (OSError, KeyError) as e:
+        raise WeightsMismatchError(f"cannot read {path!r} as a Keras 2 HDF5 file ({e}); it is truncated or corrupt.") from None
+    out, unknown = {}, []
+    for layer, arrays in groups.items():
+        ours = _keras2_layer_name(layer)
+        if ours is None:
+            unknown.append(layer)
+        else:
+            out[ours] = (layer, arrays)
+    if len(unknown) == 1 and "head_fc" not in out and [a.ndim for a in groups[unknown[0]]] == [2, 1]:
+        out["head_fc"] = (unknown[0], groups[unknown.pop()])
+    if unknown:
+        raise WeightsMismatchError(
+            f"layer {unknown[0]!r} of {path!r} is not part of a Keras 2 RegNet: the file holds another model."
+        )
     return out
 
 

@@ -261,3 +261,21 @@ def test_keras_files_load_through_weights_path(tmp_path):
     for f in ("m.keras", "m.weights.h5"):
         again = tiny_model(spec, weights=str(tmp_path / f))
         np.testing.assert_array_equal(again.predict(images, verbose=0), model.predict(images, verbose=0))
+
+
+def test_fine_tuned_keras2_model_with_its_own_head_loads(tmp_path):
+    tf_keras = pytest.importorskip("tf_keras")
+    base = tf_keras.applications.regnet.RegNetX002(weights=None, include_top=False, input_shape=(64, 64, 3))
+    x = tf_keras.layers.GlobalAveragePooling2D()(base.output)
+    fine_tuned = tf_keras.Model(base.input, tf_keras.layers.Dense(5, name="my_head")(x))
+    rng = np.random.RandomState(3)
+    fine_tuned.set_weights([
+        rng.uniform(0.5, 2.0, w.shape) if "moving_variance" in w.name else rng.normal(0, 0.3, w.shape)
+        for w in fine_tuned.weights
+    ])
+    fine_tuned.save(str(tmp_path / "ft.h5"))  # the whole model, the RegNet nested inside
+    images = rng.uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    ours = keras_regnet.build_model("RegNetX-200MF", padding="same", normalization="unit", classes=5,
+                                    weights=str(tmp_path / "ft.h5"), input_shape=(64, 64, 3), classifier_activation=None)
+    expected = fine_tuned.predict(images, verbose=0)
+    assert np.abs(ours.predict(images, verbose=0) - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
