@@ -133,7 +133,7 @@ def _unavailable(info, url, cause):
     return WeightsDownloadError(
         f"cannot get the {info['model']} weights {info['weights']!r}: {cause}. The file is {url} ; download it "
         f"where there is network and pass its local path: {builder.replace('...', repr('/path/to/' + os.path.basename(url)))}"
-        " (or set HF_ENDPOINT to a reachable mirror)."
+        f" (keras-regnet predict: --weights /path/to/{os.path.basename(url)}), or set HF_ENDPOINT to a reachable mirror."
     )
 
 
