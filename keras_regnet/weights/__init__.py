@@ -79,9 +79,14 @@ def _load_named(model, weights, arch, include_top):
     record = download._read_records().get(key)
     if os.path.exists(target) and record:
         if sha256_of(target) == record["sha256"]:
-            model.load_weights(target)
-            return
-        warnings.warn(f"the cached converted weights {target!r} were modified; converting again.", stacklevel=3)
+            try:
+                model.load_weights(target)
+                return
+            except ValueError as e:  # e.g. written by another Keras version: the source file is the reference
+                warnings.warn(f"the cached converted weights {target!r} do not load ({e}); converting again.",
+                              stacklevel=3)
+        else:
+            warnings.warn(f"the cached converted weights {target!r} were modified; converting again.", stacklevel=3)
     source = fetch(info, include_top=include_top)
     load_file_into_model(model, source, fmt=info["format"])
     atomic_save_weights(model, target)
