@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     "scikit-learn>=1.2",  # ships the embedded digits data set of the design-space demo
     "tqdm>=4.60",
     "pyyaml>=6.0",
+    "tensorboard>=2.16",  # training logs (keras.callbacks.TensorBoard needs the package)
 ]
 
 EXTRAS = {
