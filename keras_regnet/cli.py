@@ -15,6 +15,7 @@ COMMANDS = {
     "models": ("keras_regnet.commands.models", "print the 24 paper models with computed vs paper complexity"),
     "predict": ("keras_regnet.commands.predict", "classify images with pretrained weights (top classes + probabilities)"),
     "convert": ("keras_regnet.commands.convert", "convert timm/pycls/Keras 2 RegNet weights to a Keras .weights.h5"),
+    "train": ("keras_regnet.commands.train", "train with the paper's ImageNet recipe or fine-tune (resumable, tf.distribute)"),
 }
 
 
