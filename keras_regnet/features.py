@@ -11,7 +11,9 @@ from typing import NamedTuple
 
 import keras
 
-__all__ = ["FeatureInfo", "stage_of", "stage_names", "stage_outputs", "feature_info", "feature_extractor"]
+__all__ = [
+    "FeatureInfo", "stage_of", "stage_names", "stage_outputs", "layer_stride", "feature_info", "feature_extractor",
+]
 
 _BLOCK_LAYER = re.compile(r"^s(\d+)_b(\d+)_")
 _BLOCK_OUT = re.compile(r"^s(\d+)_b(\d+)_out$")
@@ -87,6 +89,11 @@ def _layer_stride(layer_name: str, stem_stride: int) -> int:
     index, block = int(match.group(1)), int(match.group(2))
     before = block == 1 and layer_name[match.end():] in _BEFORE_STRIDE
     return stem_stride * 2 ** (index - 1 if before else index)
+
+
+def layer_stride(model, layer_name: str) -> int:
+    """Input pixels per output pixel of a stem or stage layer of ``model`` (e.g. 32 for ``s4_b2_out``)."""
+    return _layer_stride(layer_name, _stem_stride(model))
 
 
 def feature_info(model) -> dict:
