@@ -9,8 +9,10 @@ __all__ = ["DecaySGD", "is_kernel"]
 
 def is_kernel(variable) -> bool:
     """Convolution / dense kernels (not biases, BatchNorm gamma/beta or other vectors)."""
-    name = variable.path.split("/")[-1] if hasattr(variable, "path") else variable.name
-    return name.split(":")[0] in ("kernel", "depthwise_kernel", "pointwise_kernel")
+    # Keras variables have a path ('s1_b1_conv_a/kernel'); inside a tf.distribute update the optimizer may see
+    # the backing tf.Variable, named 's1_b1_conv_a/kernel:0'.
+    name = getattr(variable, "path", None) or variable.name
+    return name.split(":")[0].split("/")[-1] in ("kernel", "depthwise_kernel", "pointwise_kernel")
 
 
 @keras.saving.register_keras_serializable(package="keras_regnet")
