@@ -1,0 +1,51 @@
+"""``keras-regnet fit``: fit the quantized linear width model (w0, wa, wm) to AnyNet samples (paper's Figure 7)."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(parser):
+    """Register the command's flags."""
+    parser.description = (
+        "Fit w0, wa, wm of the quantized linear generator to per-block widths and report the fit error "
+        "(mean |log ratio| of observed to generated widths). Give sweep results files, or --widths."
+    )
+    parser.add_argument("results", nargs="*", help="results files from `keras-regnet sweep`")
+    parser.add_argument("--widths", type=int, nargs="+", metavar="W",
+                        help="per-block widths to fit instead, e.g. --widths 24 56 152 152 152 152 368")
+    parser.add_argument("--top", type=int, default=0, help="only the N best models of each space (default: all)")
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+
+
+def run(args):
+    """Print one fit per sample (or for --widths)."""
+    from keras_regnet import design
+    from keras_regnet.design_space import analysis
+
+    if bool(args.widths) == bool(args.results):
+        raise ValueError("give either results files or --widths (not both, not neither).")
+    if args.widths:
+        fit = design.fit_quantized_linear(args.widths)
+        print(json.dumps(fit) if args.json else
+              f"w0={fit['w0']} wa={fit['wa']:.2f} wm={fit['wm']:.3f} fit_error={fit['fit_error']:.4f} "
+              f"(linear fit error {fit['linear_fit_error']:.4f})")
+        return 0
+    groups = analysis.load_groups(args.results)
+    if not args.json:
+        print(f"{'space':<14}{'index':>6}{'error':>8}{'w0':>6}{'wa':>8}{'wm':>7}{'fit_err':>9}  depths / widths")
+    for label, records in groups.items():
+        records = sorted(records, key=lambda r: r["error"])
+        for r in records[: args.top or None]:
+            widths = analysis.block_widths(r["spec"])
+            fit = design.fit_quantized_linear(widths)
+            row = {"space": label, "index": r.get("index"), "error": r["error"], **fit, "d": len(widths)}
+            if args.json:
+                print(json.dumps(row))
+            else:
+                p = r["spec"]
+                shape = (f"d={p['depth']} (RegNet)" if p.get("type") == "regnet"
+                         else f"{p['depths']} / {p['widths']}")
+                print(f"{label:<14}{str(r.get('index')):>6}{r['error']:>8.2f}{fit['w0']:>6}{fit['wa']:>8.2f}"
+                      f"{fit['wm']:>7.3f}{fit['fit_error']:>9.4f}  {shape}")
+    return 0

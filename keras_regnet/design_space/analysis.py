@@ -1,0 +1,185 @@
+"""Comparing design spaces from sweep results: error EDFs, KS statistic, bootstrap intervals, design fits.
+
+The error EDF of a population is F(e) = fraction of its models with error < e (the paper's Figure 2 style).
+Two spaces are compared numerically by the two-sample Kolmogorov-Smirnov statistic (sup |F_A - F_B|) and a
+bootstrap interval of the difference of their mean errors. Any sample's per-block widths can be fitted by the
+quantized linear generator (w0, wa, wm, fit error), the paper's Figure 7 analysis.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+
+import numpy as np
+
+from keras_regnet import design, specs
+from keras_regnet.design_space import results as results_lib
+
+__all__ = [
+    "load_groups",
+    "edf",
+    "edf_at",
+    "summarize",
+    "ks_test",
+    "bootstrap_mean_difference",
+    "compare_groups",
+    "design_metrics",
+    "trend_line",
+    "METRICS",
+]
+
+# Scatter-plot metrics: (key, axis label, log-scale x).
+METRICS = (
+    ("d", "depth d", False),
+    ("w0", "w0", True),
+    ("wa", "wa", True),
+    ("wm", "wm", False),
+    ("g", "group width g", True),
+    ("b", "bottleneck ratio b", True),
+    ("flops", "flops (M)", True),
+)
+
+
+def load_groups(paths, log=print) -> "collections.OrderedDict[str, list]":
+    """Read results files into {design-space label: records}, reporting damaged lines through ``log``.
+
+    Records are grouped by their ``space``; when several files hold the same space, each file's records get
+    the label ``space (file name)`` so they stay separate. Raises ValueError when nothing usable is found.
+    """
+    per_file = []
+    for path in paths:
+        res = results_lib.read_results(path)
+        if res.damaged:
+            log(f"warning: {len(res.damaged)} damaged line(s) skipped:\n{res.damage_report()}")
+        if not res.records:
+            raise ValueError(f"{path} holds no finished results (run `keras-regnet sweep --out {path}`).")
+        per_file.append((path, res.records))
+    count = collections.Counter(space for _, recs in per_file for space in {r.get("space", "?") for r in recs})
+    groups = collections.OrderedDict()
+    for path, recs in per_file:
+        for r in recs:
+            space = r.get("space", "?")
+            label = space if count[space] == 1 else f"{space} ({os.path.basename(path)})"
+            groups.setdefault(label, []).append(r)
+    return groups
+
+
+def _errors(values):
+    e = np.asarray([v["error"] if isinstance(v, dict) else v for v in values], dtype=float)
+    if e.ndim != 1 or e.size == 0:
+        raise ValueError("need at least one error value.")
+    if not np.all(np.isfinite(e)):
+        raise ValueError("errors must be finite numbers.")
+    return e
+
+
+def edf(errors):
+    """(sorted errors, F) with F[i] = (i + 1) / n: the EDF just after each sorted error (a right-continuous step)."""
+    e = np.sort(_errors(errors))
+    return e, np.arange(1, e.size + 1) / e.size
+
+
+def edf_at(errors, e):
+    """F(e) = fraction of models with error strictly below ``e`` (``e`` may be an array)."""
+    errs = np.sort(_errors(errors))
+    return np.searchsorted(errs, np.asarray(e, dtype=float), side="left") / errs.size
+
+
+def summarize(errors) -> dict:
+    """n, min, mean, median, std and the 25th percentile of the errors."""
+    e = _errors(errors)
+    return {
+        "n": int(e.size), "min": float(e.min()), "mean": float(e.mean()), "median": float(np.median(e)),
+        "q25": float(np.percentile(e, 25)), "std": float(e.std(ddof=1)) if e.size > 1 else 0.0,
+    }
+
+
+def ks_test(a, b) -> dict:
+    """Two-sample Kolmogorov-Smirnov test of two error populations: statistic sup|F_a - F_b| and p-value."""
+    from scipy import stats
+
+    res = stats.ks_2samp(_errors(a), _errors(b))
+    return {"ks": float(res.statistic), "p_value": float(res.pvalue)}
+
+
+def bootstrap_mean_difference(a, b, confidence=0.95, n_resamples=10_000, seed=0) -> dict:
+    """mean(a) - mean(b) with a percentile bootstrap interval (each population resampled independently)."""
+    from scipy import stats
+
+    a, b = _errors(a), _errors(b)
+    diff = float(a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return {"diff": diff, "low": math.nan, "high": math.nan}
+
+    def statistic(x, y, axis=-1):
+        return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+    res = stats.bootstrap(
+        (a, b), statistic, vectorized=True, paired=False, confidence_level=confidence, n_resamples=n_resamples,
+        method="percentile", random_state=np.random.default_rng(seed),
+    )
+    return {"diff": diff, "low": float(res.confidence_interval.low), "high": float(res.confidence_interval.high)}
+
+
+def compare_groups(groups, confidence=0.95, n_resamples=10_000, seed=0) -> list:
+    """One row per group: summary plus KS and bootstrap mean difference against the first group (the reference)."""
+    labels = list(groups)
+    if not labels:
+        raise ValueError("no design spaces to compare.")
+    ref = _errors(groups[labels[0]])
+    rows = []
+    for label in labels:
+        e = _errors(groups[label])
+        row = {"space": label, **summarize(e)}
+        if label != labels[0]:
+            row.update(ks_test(e, ref))
+            boot = bootstrap_mean_difference(e, ref, confidence, n_resamples, seed)
+            row.update(mean_diff=boot["diff"], diff_low=boot["low"], diff_high=boot["high"])
+        rows.append(row)
+    return rows
+
+
+def block_widths(spec: dict) -> list:
+    """Per-block widths of a spec (RegNet or AnyNet), after compatibility adjustment, first block first."""
+    p = specs.params_from_dict(spec)
+    if isinstance(p, specs.RegNetParams):
+        p = p.to_anynet()
+    return [w for d, w in zip(p.depths, p.widths) for _ in range(d)]
+
+
+def design_metrics(record: dict) -> dict:
+    """The paper's design parameters of a sample: d, w0, wa, wm, g, b, flops (M) and the quantized-linear fit.
+
+    RegNet samples report their generating parameters; AnyNet samples report the fitted w0, wa, wm and the
+    block-weighted mean g and b. ``fit_error`` is the Figure 7 fit error of the sample's block widths.
+    """
+    spec = record["spec"]
+    p = specs.params_from_dict(spec)
+    widths = block_widths(spec)
+    fit = design.fit_quantized_linear(widths)
+    out = {"flops": record.get("flops", math.nan) / 1e6, "fit_error": fit["fit_error"]}
+    if isinstance(p, specs.RegNetParams):
+        out.update(d=p.depth, w0=p.w0, wa=p.wa, wm=p.wm, g=p.group_width, b=p.bottleneck_ratio)
+    else:
+        n = sum(p.depths)
+        out.update(
+            d=n, w0=fit["w0"], wa=fit["wa"], wm=fit["wm"],
+            g=sum(d * g for d, g in zip(p.depths, p.group_widths)) / n,
+            b=sum(d * b for d, b in zip(p.depths, p.bottleneck_ratios)) / n,
+        )
+    return out
+
+
+def trend_line(x, y, log_x=False):
+    """Least-squares line of y on x (or on log x): returns (slope, intercept), or None with < 2 distinct x."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & ((x > 0) if log_x else True)
+    x, y = x[ok], y[ok]
+    if log_x:
+        x = np.log(x)
+    if np.unique(x).size < 2:
+        return None
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)

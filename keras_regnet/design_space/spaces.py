@@ -1,0 +1,409 @@
+"""The paper's design spaces as objects with a seeded ``sample()`` and a complexity regime filter.
+
+A design space draws candidate networks; a :class:`Regime` keeps those whose analytic complexity (computed by
+:func:`keras_regnet.complexity`, no Keras) falls in given ranges, by rejection sampling. Samples are plain
+spec dicts (``RegNetParams/AnyNetParams.to_dict()``) that :func:`keras_regnet.models.build_model` accepts.
+
+Sampling distributions follow pycls's sweep samplers: depths uniform, widths and w0/wa/wm log-uniform
+(quantized to 8, 0.1 and 0.001), b and g uniform over their allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+
+import numpy as np
+
+from keras_regnet import design, specs
+from keras_regnet.complexity import anynet_complexity
+
+__all__ = [
+    "DesignSpace",
+    "AnyNetSpace",
+    "RegNetSpace",
+    "Regime",
+    "RegimeUnreachableError",
+    "SPACES",
+    "get_space",
+]
+
+BOTTLENECK_RATIOS = (1, 2, 4)
+GROUP_WIDTHS = (1, 2, 4, 8, 16, 32)
+
+
+class RegimeUnreachableError(ValueError):
+    """Rejection sampling found no candidate in the regime within the allowed number of tries."""
+
+
+def _check_range(name, value):
+    """Validate an optional (low, high) range; return it as a tuple of floats or None."""
+    if value is None:
+        return None
+    try:
+        low, high = value
+        low, high = float(low), float(high)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a (min, max) pair of numbers, got {value!r}.") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or low > high:
+        raise ValueError(f"{name} range must satisfy 0 <= min <= max, got {value!r}.")
+    return (low, high)
+
+
+@dataclasses.dataclass(frozen=True)
+class Regime:
+    """A complexity regime: optional (min, max) ranges of flops, params and acts at a given input size.
+
+    Flops are multiply-adds as in the paper (``Regime(flops=(360e6, 400e6))`` is the paper's 400MF regime at
+    224 px). ``resolution`` and ``classes`` are those the models will be trained with; they change complexity.
+    """
+
+    flops: tuple | None = None
+    params: tuple | None = None
+    acts: tuple | None = None
+    resolution: int = 224
+    classes: int = 1000
+
+    def __post_init__(self):
+        for field in ("flops", "params", "acts"):
+            object.__setattr__(self, field, _check_range(field, getattr(self, field)))
+        for field, minimum in (("resolution", 1), ("classes", 1)):
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
+                raise ValueError(f"{field} must be a positive integer, got {v!r}.")
+
+    def measure(self, spec) -> dict:
+        """Complexity {'flops', 'params', 'acts'} of a spec (dict or params object) at this regime's input."""
+        p = specs.params_from_dict(spec) if isinstance(spec, dict) else spec
+        if isinstance(p, specs.RegNetParams):
+            p = p.to_anynet()
+        return anynet_complexity(p, resolution=self.resolution, classes=self.classes)
+
+    def contains(self, cx: dict) -> bool:
+        """Whether a complexity dict lies inside every range that is set."""
+        for field in ("flops", "params", "acts"):
+            rng = getattr(self, field)
+            if rng is not None and not rng[0] <= cx[field] <= rng[1]:
+                return False
+        return True
+
+    def to_dict(self) -> dict:
+        """JSON form (stored with sweep results so a resumed sweep can check it runs the same regime)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def describe(self) -> str:
+        """Human-readable summary, e.g. 'flops 360-400 M at 224 px, 1000 classes'."""
+        parts = [f"{f} {r[0] / 1e6:g}-{r[1] / 1e6:g} M" for f in ("flops", "params", "acts") if (r := getattr(self, f))]
+        return f"{', '.join(parts) or 'any complexity'} at {self.resolution} px, {self.classes} classes"
+
+
+def _log_uniform(rng, low, high, q, size=None):
+    """Log-uniform value(s) in [low, high] quantized up to a multiple of q (pycls's ``log_uniform``)."""
+    f = np.exp(rng.uniform(math.log(low - min(q, low / 2)), math.log(high), size=size))
+    v = np.minimum(np.ceil(f / q - 1e-9) * q, high)
+    return v if size is not None else float(v)
+
+
+class DesignSpace:
+    """A family of networks with a seeded sampler. Subclasses define :meth:`draw` and :meth:`violations`."""
+
+    name = "DesignSpace"
+
+    def __init__(self, stem="imagenet", stem_width=32):
+        if stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}.")
+        if isinstance(stem_width, bool) or not isinstance(stem_width, numbers.Integral) or stem_width < 1:
+            raise ValueError(f"stem_width must be a positive integer, got {stem_width!r}.")
+        self.stem = stem
+        self.stem_width = int(stem_width)
+
+    def draw(self, rng: np.random.Generator):
+        """One candidate (RegNetParams or AnyNetParams) from the space, before any regime filter."""
+        raise NotImplementedError
+
+    def candidates(self, rng: np.random.Generator):
+        """Endless stream of candidates; subclasses may draw in batches for speed (same stream per seed)."""
+        while True:
+            yield self.draw(rng)
+
+    def violations(self, spec: dict) -> list:
+        """The space's constraints that a spec dict breaks (empty when it belongs to the space)."""
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """The space's settings as JSON (stored with results)."""
+        return {"name": self.name, "stem": self.stem, "stem_width": self.stem_width}
+
+    def iter_samples(self, seed=0, regime: Regime | None = None, max_tries=50_000):
+        """Yield (spec dict, complexity dict) forever, deterministically for a seed.
+
+        With a ``regime``, candidates outside it are rejected; after ``max_tries`` consecutive rejections a
+        :class:`RegimeUnreachableError` says which complexities the space produced instead.
+        """
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+        if isinstance(max_tries, bool) or not isinstance(max_tries, numbers.Integral) or max_tries < 1:
+            raise ValueError(f"max_tries must be a positive integer, got {max_tries!r}.")
+        regime = regime or Regime()
+        candidates = self.candidates(np.random.default_rng(seed))
+        while True:
+            seen = {"flops": [math.inf, 0], "params": [math.inf, 0]}
+            for _ in range(max_tries):
+                p = next(candidates)
+                cx = regime.measure(p)
+                if regime.contains(cx):
+                    yield p.to_dict(), cx
+                    break
+                for k, v in seen.items():
+                    v[0], v[1] = min(v[0], cx[k]), max(v[1], cx[k])
+            else:
+                raise RegimeUnreachableError(
+                    f"no {self.name} sample satisfied the regime ({regime.describe()}) in {max_tries} tries; "
+                    f"candidates had flops {seen['flops'][0] / 1e6:.3g}-{seen['flops'][1] / 1e6:.3g} M and params "
+                    f"{seen['params'][0] / 1e6:.3g}-{seen['params'][1] / 1e6:.3g} M. Widen the range, change the "
+                    "resolution, or raise max_tries."
+                )
+
+    def sample(self, n, seed=0, regime: Regime | None = None, max_tries=50_000) -> list:
+        """``n`` spec dicts, deterministic for a seed; ``sample(k)`` is a prefix of ``sample(n)`` for k < n."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}.")
+        it = self.iter_samples(seed, regime, max_tries)
+        return [next(it)[0] for _ in range(n)]
+
+    def __repr__(self):
+        return f"{type(self).__name__}(stem={self.stem!r}, stem_width={self.stem_width})"
+
+
+class AnyNetSpace(DesignSpace):
+    """AnyNetX: ``num_stages`` stages, each with depth <= 16, width <= 1024 (multiple of 8), b in {1, 2, 4},
+    g in {1, 2, 4, 8, 16, 32}; flags add the paper's constraints (shared b, shared g, non-decreasing widths,
+    non-decreasing depths). Widths and group widths are then made compatible as pycls does (a group width is
+    capped by its stage's bottleneck width), so a stage's g may end up smaller than the value drawn.
+    """
+
+    name = "AnyNetX"
+    shared_bottleneck = False
+    shared_group = False
+    increasing_widths = False
+    increasing_depths = False
+
+    def __init__(self, stem="imagenet", stem_width=32, num_stages=4, max_depth=16, max_width=1024,
+                 bottleneck_ratios=BOTTLENECK_RATIOS, group_widths=GROUP_WIDTHS):
+        super().__init__(stem, stem_width)
+        for field, v in (("num_stages", num_stages), ("max_depth", max_depth), ("max_width", max_width)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"{field} must be a positive integer, got {v!r}.")
+        if max_width % 8:
+            raise ValueError(f"max_width must be a multiple of 8, got {max_width}.")
+        if not bottleneck_ratios or not group_widths:
+            raise ValueError("bottleneck_ratios and group_widths must list at least one value each.")
+        self.num_stages, self.max_depth, self.max_width = int(num_stages), int(max_depth), int(max_width)
+        self.bottleneck_ratios = tuple(bottleneck_ratios)
+        self.group_widths = tuple(int(g) for g in group_widths)
+
+    def config(self):
+        return {
+            **super().config(), "num_stages": self.num_stages, "max_depth": self.max_depth,
+            "max_width": self.max_width, "bottleneck_ratios": list(self.bottleneck_ratios),
+            "group_widths": list(self.group_widths),
+        }
+
+    def draw(self, rng):
+        n = self.num_stages
+        depths = [int(d) for d in rng.integers(1, self.max_depth + 1, size=n)]
+        widths = [int(w) for w in _log_uniform(rng, 8, self.max_width, 8, size=n)]
+        nb = 1 if self.shared_bottleneck else n
+        ng = 1 if self.shared_group else n
+        bs = [self.bottleneck_ratios[i] for i in rng.integers(len(self.bottleneck_ratios), size=nb)] * (n // nb)
+        gs = [self.group_widths[i] for i in rng.integers(len(self.group_widths), size=ng)] * (n // ng)
+        # Sorting i.i.d. draws gives the constrained space without the cost of rejecting unordered ones.
+        if self.increasing_widths:
+            widths.sort()
+        if self.increasing_depths:
+            depths.sort()
+        widths, bs, gs = design.adjust_block_compatibility(widths, bs, gs)
+        return specs.AnyNetParams(depths, widths, bs, gs, stem_width=self.stem_width, stem=self.stem)
+
+    def violations(self, spec):
+        p = specs.params_from_dict(spec) if isinstance(spec, dict) else spec
+        if not isinstance(p, specs.AnyNetParams):
+            return [f"{self.name} samples are AnyNet specs, got {type(p).__name__}"]
+        out = []
+        if len(p.depths) != self.num_stages:
+            out.append(f"{len(p.depths)} stages instead of {self.num_stages}")
+        if p.stem != self.stem or p.stem_width != self.stem_width or p.se_ratio:
+            out.append("stem or SE differ from the space's")
+        for i, (d, w, b, g) in enumerate(zip(p.depths, p.widths, p.bottleneck_ratios, p.group_widths)):
+            if not 1 <= d <= self.max_depth:
+                out.append(f"stage {i + 1} depth {d} not in [1, {self.max_depth}]")
+            if w % 8 or not 8 <= w <= self.max_width:
+                out.append(f"stage {i + 1} width {w} not a multiple of 8 in [8, {self.max_width}]")
+            if b not in self.bottleneck_ratios:
+                out.append(f"stage {i + 1} bottleneck ratio {b} not in {self.bottleneck_ratios}")
+            wb = int(round(w / b))
+            # pycls caps g at the bottleneck width, so a capped g need not be one of the listed values.
+            if wb % g or (g not in self.group_widths and not (g == wb and g < max(self.group_widths))):
+                out.append(f"stage {i + 1} group width {g} not allowed for bottleneck width {wb}")
+        if self.shared_bottleneck and len(set(p.bottleneck_ratios)) > 1:
+            out.append(f"bottleneck ratios {p.bottleneck_ratios} are not shared")
+        if self.shared_group:
+            g_max = max(p.group_widths)
+            for w, b, g in zip(p.widths, p.bottleneck_ratios, p.group_widths):
+                if g != g_max and not g == int(round(w / b)) < g_max:
+                    out.append(f"group widths {p.group_widths} are not one shared (possibly capped) value")
+                    break
+        if self.increasing_widths and list(p.widths) != sorted(p.widths):
+            out.append(f"widths {p.widths} are not non-decreasing")
+        if self.increasing_depths and list(p.depths) != sorted(p.depths):
+            out.append(f"depths {p.depths} are not non-decreasing")
+        return out
+
+
+class AnyNetXA(AnyNetSpace):
+    """AnyNetXA: the unconstrained AnyNetX design space (per-stage d, w, b, g)."""
+
+    name = "AnyNetXA"
+
+
+class AnyNetXB(AnyNetXA):
+    """AnyNetXB: AnyNetXA with one bottleneck ratio b shared by all stages."""
+
+    name = "AnyNetXB"
+    shared_bottleneck = True
+
+
+class AnyNetXC(AnyNetXB):
+    """AnyNetXC: AnyNetXB with one group width g shared by all stages."""
+
+    name = "AnyNetXC"
+    shared_group = True
+
+
+class AnyNetXD(AnyNetXC):
+    """AnyNetXD: AnyNetXC with non-decreasing stage widths."""
+
+    name = "AnyNetXD"
+    increasing_widths = True
+
+
+class AnyNetXE(AnyNetXD):
+    """AnyNetXE: AnyNetXD with non-decreasing stage depths."""
+
+    name = "AnyNetXE"
+    increasing_depths = True
+
+
+class RegNetSpace(DesignSpace):
+    """RegNet: d < 64, w0 in [8, 256] (multiple of 8), wa in [8, 256], wm in [1.5, 3], shared b and g as in
+    AnyNetXE, and ``num_stages`` (min, max) generated stages (pycls's sweeps default to exactly 4).
+    """
+
+    name = "RegNet"
+    se_ratio = 0.0
+
+    def __init__(self, stem="imagenet", stem_width=32, depth=(1, 63), w0=(8, 256), wa=(8.0, 256.0), wm=(1.5, 3.0),
+                 bottleneck_ratios=BOTTLENECK_RATIOS, group_widths=GROUP_WIDTHS, num_stages=(4, 4)):
+        super().__init__(stem, stem_width)
+        self.depth = tuple(int(v) for v in depth)
+        self.w0 = tuple(int(v) for v in w0)
+        self.wa = tuple(float(v) for v in wa)
+        self.wm = tuple(float(v) for v in wm)
+        self.num_stages = tuple(int(v) for v in num_stages)
+        if not (1 <= self.depth[0] <= self.depth[1] and 8 <= self.w0[0] <= self.w0[1] and self.w0[0] % 8 == 0
+                and self.w0[1] % 8 == 0 and 0 < self.wa[0] <= self.wa[1] and 1 < self.wm[0] <= self.wm[1]
+                and 1 <= self.num_stages[0] <= self.num_stages[1]):
+            raise ValueError(
+                "RegNet ranges need 1 <= depth min <= max, w0 multiples of 8 with 8 <= min <= max, "
+                f"0 < wa min <= max, 1 < wm min <= max, 1 <= num_stages min <= max; got depth={depth}, w0={w0}, "
+                f"wa={wa}, wm={wm}, num_stages={num_stages}."
+            )
+        self.bottleneck_ratios = tuple(bottleneck_ratios)
+        self.group_widths = tuple(int(g) for g in group_widths)
+
+    def config(self):
+        return {
+            **super().config(), "depth": list(self.depth), "w0": list(self.w0), "wa": list(self.wa),
+            "wm": list(self.wm), "num_stages": list(self.num_stages), "se_ratio": self.se_ratio,
+            "bottleneck_ratios": list(self.bottleneck_ratios), "group_widths": list(self.group_widths),
+        }
+
+    def draw(self, rng):
+        return next(self.candidates(rng))
+
+    def candidates(self, rng, batch=1024):
+        # Parameters are drawn in batches and a vectorised stage count discards most candidates cheaply; the
+        # stage-count constraint is part of the space (not the regime), so it is resolved here.
+        lo, hi = self.num_stages
+        while True:
+            d = rng.integers(self.depth[0], self.depth[1] + 1, size=batch)
+            w0 = _log_uniform(rng, self.w0[0], self.w0[1], 8, size=batch)
+            wa = np.round(_log_uniform(rng, self.wa[0], self.wa[1], 0.1, size=batch), 1)
+            wm = np.round(_log_uniform(rng, self.wm[0], self.wm[1], 0.001, size=batch), 3)
+            b = rng.integers(len(self.bottleneck_ratios), size=batch)
+            g = rng.integers(len(self.group_widths), size=batch)
+            # Approximate stage count (float rounding may differ by one stage from design.generate_regnet, so
+            # the pre-filter is one stage lenient and the exact count decides below).
+            j = np.arange(self.depth[1])[None, :]
+            u = w0[:, None] + wa[:, None] * j
+            s = np.round(np.log(u / w0[:, None]) / np.log(wm[:, None]))
+            ws = np.round(w0[:, None] * np.power(wm[:, None], s) / 8)
+            steps = (np.diff(ws, axis=1) != 0) & (j[:, 1:] < d[:, None])
+            approx = 1 + steps.sum(axis=1)
+            for i in np.flatnonzero((approx >= lo - 1) & (approx <= hi + 1)):
+                di, w0i, wai, wmi = int(d[i]), int(w0[i]), float(wa[i]), float(wm[i])
+                if lo <= len(design.generate_regnet(w0i, wai, wmi, di)[0]) <= hi:
+                    yield specs.RegNetParams(
+                        di, w0i, wai, wmi, int(self.group_widths[g[i]]), float(self.bottleneck_ratios[b[i]]),
+                        self.se_ratio, self.stem_width, self.stem,
+                    )
+
+    def violations(self, spec):
+        p = specs.params_from_dict(spec) if isinstance(spec, dict) else spec
+        if not isinstance(p, specs.RegNetParams):
+            return [f"{self.name} samples are RegNet specs, got {type(p).__name__}"]
+        out = []
+        checks = [
+            ("depth", p.depth, self.depth), ("w0", p.w0, self.w0), ("wa", p.wa, self.wa), ("wm", p.wm, self.wm),
+        ]
+        for field, v, (low, high) in checks:
+            if not low <= v <= high:
+                out.append(f"{field}={v} not in [{low}, {high}]")
+        if p.w0 % 8:
+            out.append(f"w0={p.w0} not a multiple of 8")
+        if p.bottleneck_ratio not in self.bottleneck_ratios:
+            out.append(f"bottleneck ratio {p.bottleneck_ratio} not in {self.bottleneck_ratios}")
+        if p.group_width not in self.group_widths:
+            out.append(f"group width {p.group_width} not in {self.group_widths}")
+        if p.se_ratio != self.se_ratio or p.stem != self.stem or p.stem_width != self.stem_width:
+            out.append("SE ratio or stem differ from the space's")
+        n = len(p.to_anynet().depths)
+        if not self.num_stages[0] <= n <= self.num_stages[1]:
+            out.append(f"{n} stages not in {list(self.num_stages)}")
+        return out
+
+
+class RegNetX(RegNetSpace):
+    """RegNetX: the RegNet design space (d, w0, wa, wm, b, g) without Squeeze-and-Excitation."""
+
+    name = "RegNetX"
+
+
+class RegNetY(RegNetSpace):
+    """RegNetY: RegNetX with Squeeze-and-Excitation (ratio 0.25)."""
+
+    name = "RegNetY"
+    se_ratio = 0.25
+
+
+SPACES = {cls.name: cls for cls in (AnyNetXA, AnyNetXB, AnyNetXC, AnyNetXD, AnyNetXE, RegNetX, RegNetY)}
+
+
+def get_space(name, **kwargs) -> DesignSpace:
+    """A design space by name ('AnyNetXA'..'AnyNetXE', 'RegNetX', 'RegNetY'; case-insensitive)."""
+    lookup = {k.lower(): cls for k, cls in SPACES.items()}
+    cls = lookup.get(str(name).lower().replace("-", "").replace("_", ""))
+    if cls is None:
+        raise ValueError(f"unknown design space {name!r}; choose one of {', '.join(SPACES)}.")
+    return cls(**kwargs)
