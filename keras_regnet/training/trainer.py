@@ -125,6 +125,25 @@ def _read_backup_epoch(backup_dir):
         return int(json.load(f).get("epoch", 0))
 
 
+def _trim_log(path, epochs):
+    """Keep only the rows of epochs < ``epochs`` of a CSV log (a resumed run rewrites the later ones)."""
+    import csv
+
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epochs]
+    if len(kept) == len(rows):
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
+
+
 def _atomic_export(model, export_dir):
     """``model.export`` into a temporary sibling directory, then rename it into place."""
     parent = os.path.dirname(os.path.abspath(export_dir))
@@ -270,6 +289,9 @@ def train(config, callbacks=()) -> TrainResult:
         cbs += list(callbacks)
         if first_initial is None:
             first_initial = max(_read_backup_epoch(backup_dir), start_epoch)
+            # Epochs logged after the last backup (a kill between the log and the backup, or a diverged epoch)
+            # are run again: drop their rows so the log has each epoch once.
+            _trim_log(os.path.join(write_dir, "log.csv"), first_initial)
         hist = model.fit(train_ds, epochs=end_epoch, initial_epoch=start_epoch, steps_per_epoch=steps_per_epoch,
                          callbacks=cbs, verbose=config.verbose)
         for k, v in hist.history.items():
