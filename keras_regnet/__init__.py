@@ -23,6 +23,8 @@ _LAZY = {
     "freeze_until": "keras_regnet.transfer",
     "replace_head": "keras_regnet.transfer",
     "transfer_model": "keras_regnet.transfer",
+    "explain": "keras_regnet.explain",
+    "plot_explanations": "keras_regnet.explain",
 }
 _LAZY.update({n.replace("-", "").replace(".", "_"): "keras_regnet.models" for n in MODEL_NAMES})
 

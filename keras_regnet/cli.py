@@ -20,6 +20,7 @@ COMMANDS = {
     "fit": ("keras_regnet.commands.fit", "fit the quantized linear width model (w0, wa, wm) to samples"),
     "compare": ("keras_regnet.commands.compare", "design-space comparison in one command (demo: digits, no network)"),
     "train": ("keras_regnet.commands.train", "train with the paper's ImageNet recipe or fine-tune (resumable, tf.distribute)"),
+    "explain": ("keras_regnet.commands.explain", "heatmap overlays of where a classifier looks (Grad-CAM etc., tf-keras-vis)"),
 }
 
 
