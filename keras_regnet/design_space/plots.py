@@ -78,11 +78,14 @@ def plot_scatter(groups, path=None, metrics=analysis.METRICS, dpi=100, panel=(2.
             ax = axes[r][c]
             x = np.asarray([v[key] for v in values], float)
             ax.scatter(x, errs, s=14, color=color, alpha=0.8)
+            # A log axis (and a line in log x) only when every value is positive (a fitted wa can be 0).
+            log_x = log_x and bool(np.all(x > 0))
             fit = analysis.trend_line(x, errs, log_x)
             if fit is not None:
-                xs = np.linspace(np.log(x.min()) if log_x else x.min(), np.log(x.max()) if log_x else x.max(), 50)
+                t = np.log(x) if log_x else x
+                xs = np.linspace(t.min(), t.max(), 50)
                 ax.plot(np.exp(xs) if log_x else xs, fit[0] * xs + fit[1], color="k", linewidth=1.2)
-            if log_x and np.all(x > 0):
+            if log_x:
                 ax.set_xscale("log")
             ax.grid(alpha=0.4)
             ax.set_xlabel(name, fontsize=8)

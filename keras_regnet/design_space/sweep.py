@@ -1,10 +1,11 @@
 """Proxy-training sweeps: sample N models from a design space, train each briefly, append one JSON line each.
 
-The proxy recipe is the paper's (SGD, momentum 0.9, half-period cosine learning rate, weight decay 5e-5) scaled
-to the data. Weight decay is applied as pycls/PyTorch apply it: an L2 term ``0.5 * wd * ||w||^2`` on every
-trainable weight added to the loss, so its gradient goes through momentum. (Keras's ``SGD(weight_decay=...)``
-is decoupled, ``w -= lr * wd * w`` outside momentum, which decays about 1/(1 - momentum) = 10x less here.)
-Models are the package's builders, so grouped convolutions use the fast native ``GroupConv2D``.
+The proxy recipe is the paper's (SGD, momentum 0.9, half-period cosine learning rate set once per epoch, no
+warm-up, weight decay 5e-5) scaled to the data. Weight decay is applied as pycls/PyTorch apply it, ``wd * w``
+added to the gradient of every trainable weight before momentum (``keras_regnet.training.optim.DecaySGD``);
+Keras's own ``SGD(weight_decay=...)`` is decoupled, ``w -= lr * wd * w`` beside the momentum update, which
+decays about 1 / (1 - momentum) = 10x less at the same value. Models are the package's builders, so grouped
+convolutions use the fast native ``GroupConv2D``.
 
 A sweep is resumable: sample i is the same for a given seed and sweep settings, finished indices are read back
 from the results file and skipped, and a damaged last line left by a kill is moved aside before appending.
@@ -101,19 +102,6 @@ class ProxyData:
     steps_per_epoch: int
 
 
-def _random_resized_crop(image, size):
-    """Inception-style crop (8%-100% of the area, aspect 3/4-4/3) resized to size, plus a random flip."""
-    import tensorflow as tf
-
-    begin, extent, _ = tf.image.sample_distorted_bounding_box(
-        tf.shape(image), tf.zeros([0, 0, 4], tf.float32), area_range=(0.08, 1.0),
-        aspect_ratio_range=(3 / 4, 4 / 3), min_object_covered=0.0, max_attempts=10, use_image_if_no_bounding_boxes=True,
-    )
-    crop = tf.slice(image, begin, extent)
-    crop = tf.image.resize(tf.cast(crop, tf.float32), (size, size), method="bilinear", antialias=True)
-    return tf.image.random_flip_left_right(crop)
-
-
 def _load_eval_split(cfg, load):
     """Resolve eval_split='auto': the data set's test or validation split, else a held-out 10% of train."""
     if cfg.eval_split != "auto":
@@ -152,28 +140,34 @@ def load_proxy_data(cfg: SweepConfig) -> ProxyData:
             f"{cfg.batch_size}; lower batch_size."
         )
 
-    def resize(image):
-        image = tf.cast(image, tf.float32)
-        if fixed and h == size:
-            return image
-        if fixed:
-            return tf.image.resize(image, (size, size), method="bilinear", antialias=True)
-        return resize_and_center_crop(image, size)
-
-    small = info.num_examples * size * size * 3 * 4 <= _CACHE_BYTES
-    train = train_ds
     if augment == "crop-flip":
-        train = train.cache() if small and fixed else train
-        train = train.shuffle(min(info.num_examples, 10_000), seed=cfg.seed, reshuffle_each_iteration=True)
-        train = train.map(lambda x, y: (_random_resized_crop(x, size), y), num_parallel_calls=tf.data.AUTOTUNE)
+        # The paper's ImageNet pipeline (Inception crop, flip, lighting; short-side resize + center crop).
+        from keras_regnet.training import pipeline
+
+        def sparse(ds):
+            return ds.map(lambda x, y: (x, tf.argmax(y, -1)))
+
+        train = sparse(pipeline.train_dataset(train_ds, info, image_size=size, global_batch_size=cfg.batch_size,
+                                              seed=cfg.seed, repeat=False, cache_mb=_CACHE_BYTES >> 20))
+        ev = sparse(pipeline.eval_dataset(eval_ds, eval_info, image_size=size,
+                                          global_batch_size=max(cfg.batch_size, 256), cache_mb=_CACHE_BYTES >> 20))
     else:
-        train = train.map(lambda x, y: (resize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-        train = train.cache() if small else train
+        def resize(image):
+            image = tf.cast(image, tf.float32)
+            if fixed and h == size:
+                return image
+            if fixed:
+                return tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+            return resize_and_center_crop(image, size)
+
+        def prepare(ds, n):
+            ds = ds.map(lambda x, y: (resize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.cache() if n * size * size * 3 * 4 <= _CACHE_BYTES else ds
+
+        train = prepare(train_ds, info.num_examples)
         train = train.shuffle(min(info.num_examples, 10_000), seed=cfg.seed, reshuffle_each_iteration=True)
-    train = train.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    ev = eval_ds.map(lambda x, y: (resize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    ev = ev.cache() if eval_info.num_examples * size * size * 12 <= _CACHE_BYTES else ev
-    ev = ev.batch(max(cfg.batch_size, 256)).prefetch(tf.data.AUTOTUNE)
+        train = train.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        ev = prepare(eval_ds, eval_info.num_examples).batch(max(cfg.batch_size, 256)).prefetch(tf.data.AUTOTUNE)
     return ProxyData(
         train=train, eval=ev, num_classes=info.num_classes, num_train=info.num_examples,
         num_eval=eval_info.num_examples, image_size=size, stem=stem, augment=augment, eval_split=eval_split,
@@ -187,6 +181,8 @@ def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, m
     import tensorflow as tf
 
     from keras_regnet.models import build_model
+    from keras_regnet.training.optim import DecaySGD
+    from keras_regnet.training.schedules import WarmupCosine
 
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
@@ -199,9 +195,9 @@ def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, m
     for layer in model.layers:
         if layer.name.endswith("_bn_c"):
             layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
-    total_steps = epochs * data.steps_per_epoch
-    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=total_steps, alpha=0.0)
-    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=momentum)
+    # The paper's schedule without warm-up (lr set once per epoch, as pycls) and PyTorch-style coupled decay.
+    schedule = WarmupCosine(lr, epochs, data.steps_per_epoch, warmup_epochs=0)
+    optimizer = DecaySGD(learning_rate=schedule, momentum=momentum, nesterov=False, l2_decay=weight_decay)
     variables = model.trainable_variables
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -210,9 +206,7 @@ def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, m
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             loss = ce(y, logits)
-            l2 = tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
-            total = loss + 0.5 * weight_decay * l2
-        grads = tape.gradient(total, variables)
+        grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables))
         wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != tf.cast(y, tf.int64), tf.int32))
         return loss, wrong

@@ -1,0 +1,242 @@
+"""Proxy-training sweeps (resume, shards, mismatches), plots checked by content, the CLI, an end-to-end sweep."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+import keras_regnet
+from keras_regnet import cli
+from keras_regnet.design_space import analysis, plots, results, sweep
+from keras_regnet.design_space.spaces import Regime, get_space
+
+
+def _fake_data():
+    """ProxyData with the digits' settings but no pipelines (training is replaced in these tests)."""
+    return sweep.ProxyData(train=None, eval=None, num_classes=10, num_train=1437, num_eval=360, image_size=32,
+                           stem="cifar", augment="none", eval_split="test", steps_per_epoch=11)
+
+
+def _fake_train(calls, kill_at=None):
+    """A deterministic stand-in for train_proxy; raises KeyboardInterrupt (a kill) on call number ``kill_at``."""
+
+    def train(spec, data, *, epochs, lr, weight_decay, momentum, seed):
+        calls.append(seed)
+        if kill_at is not None and len(calls) == kill_at:
+            raise KeyboardInterrupt
+        return {"error": float(len(json.dumps(spec)) % 50), "train_time_s": 0.0}
+
+    return train
+
+
+CFG = dict(space="RegNetX", samples=6, epochs=2, flops=(2e6, 6e6), batch_size=32)
+
+
+def test_resume_after_a_kill_has_no_duplicates_and_loses_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "r.jsonl"
+    calls = []
+    monkeypatch.setattr(sweep, "train_proxy", _fake_train(calls, kill_at=4))
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(sweep.SweepConfig(**CFG), out, progress=False, data=_fake_data(), log=lambda *_: None)
+    assert [r["index"] for r in results.read_results(out).records] == [0, 1, 2]
+    with open(out, "ab") as f:
+        f.write(b'{"index": 3, "space": "RegNetX", "err')  # and a line cut short by the kill
+    calls.clear()
+    logged = []
+    monkeypatch.setattr(sweep, "train_proxy", _fake_train(calls))
+    recs = sweep.run_sweep(sweep.SweepConfig(**CFG), out, progress=False, data=_fake_data(), log=logged.append)
+    assert len(calls) == 3  # only samples 3, 4, 5 were trained again
+    assert [r["index"] for r in recs] == list(range(6))
+    on_disk = results.read_results(out)
+    assert on_disk.damaged == [] and sorted(r["index"] for r in on_disk.records) == list(range(6))
+    assert "moved 1 damaged line(s)" in logged[0] and os.path.exists(str(out) + ".damaged")
+    # The records are the seeded samples, inside the regime, with their analytic complexity at 32 px.
+    expected = get_space("RegNetX", stem="cifar").sample(6, seed=0, regime=Regime((2e6, 6e6), resolution=32, classes=10))
+    assert [r["spec"] for r in recs] == expected
+    for r in recs:
+        assert r["flops"] == keras_regnet.complexity(r["spec"], resolution=32, classes=10)["flops"]
+    # Extending the sweep keeps the first samples and trains only the new ones.
+    calls.clear()
+    recs = sweep.run_sweep(sweep.SweepConfig(**dict(CFG, samples=8)), out, progress=False, data=_fake_data())
+    assert len(calls) == 2 and [r["index"] for r in recs] == list(range(8))
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, monkeypatch):
+    out = tmp_path / "r.jsonl"
+    monkeypatch.setattr(sweep, "train_proxy", _fake_train([]))
+    sweep.run_sweep(sweep.SweepConfig(**dict(CFG, samples=2)), out, progress=False, data=_fake_data())
+    before = out.read_bytes()
+    with pytest.raises(sweep.SweepMismatchError, match="epochs: 2 there vs 3 now"):
+        sweep.run_sweep(sweep.SweepConfig(**dict(CFG, epochs=3)), out, progress=False, data=_fake_data())
+    with pytest.raises(sweep.SweepMismatchError, match="space: 'RegNetX' there vs 'AnyNetXA' now"):
+        sweep.run_sweep(sweep.SweepConfig(**dict(CFG, space="AnyNetXA")), out, progress=False, data=_fake_data())
+    assert out.read_bytes() == before
+
+
+def test_shards_share_one_file(tmp_path, monkeypatch):
+    out = tmp_path / "r.jsonl"
+    calls = []
+    monkeypatch.setattr(sweep, "train_proxy", _fake_train(calls))
+    for k in range(3):
+        sweep.run_sweep(sweep.SweepConfig(**CFG), out, shard=(k, 3), progress=False, data=_fake_data())
+    assert len(calls) == 6
+    assert sorted(r["index"] for r in results.read_results(out).records) == list(range(6))
+    with pytest.raises(ValueError, match="shard"):
+        sweep.run_sweep(sweep.SweepConfig(**CFG), out, shard=(3, 3), data=_fake_data())
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="unknown design space"):
+        sweep.SweepConfig(space="ResNet", samples=1)
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        sweep.SweepConfig(space="RegNetX", samples=1, epochs=0)
+    assert sweep.SweepConfig(space="RegNetX", samples=1, batch_size=32).lr == pytest.approx(0.025)
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def _png(path):
+    import matplotlib.image
+
+    img = matplotlib.image.imread(path)
+    assert img.dtype == np.float32 and img.ndim == 3
+    return img[..., :3]
+
+
+def _has_color(img, hex_color, min_pixels=30):
+    rgb = np.array([int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]) / 255.0
+    return int(np.sum(np.all(np.abs(img - rgb) < 0.02, axis=-1))) >= min_pixels
+
+
+def test_edf_plot_content(tmp_path):
+    rng = np.random.default_rng(0)
+    groups = {"AnyNetXA": list(rng.uniform(20, 60, 25)), "RegNetX": list(rng.uniform(15, 40, 30))}
+    path = tmp_path / "edf.png"
+    fig = plots.plot_edf(groups, path)
+    img = _png(path)
+    assert img.shape == (375, 500, 3)  # figsize (5, 3.75) at 100 dpi
+    assert img.std() > 0.05 and np.mean(img.min(axis=-1) < 0.9) > 0.02  # not blank
+    for i in range(2):
+        assert _has_color(img, plots.COLORS[i])  # both EDF curves are drawn
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    for (label, errs), text in zip(groups.items(), texts):
+        name, low, mean = re.fullmatch(r"(\S+) \[([\d.]+)\|([\d.]+)\]", text).groups()
+        assert name == label
+        assert float(low) == round(min(errs), 1) and float(mean) == round(float(np.mean(errs)), 1)
+    # The drawn steps are the EDF: y values 0, 1/n, ..., 1 at the sorted errors.
+    xs, ys = fig.axes[0].get_lines()[1].get_data()
+    assert np.allclose(xs[1:], np.sort(groups["RegNetX"])) and np.allclose(ys[1:], np.arange(1, 31) / 30)
+
+
+def _records(space, n, seed):
+    rng = np.random.default_rng(seed)
+    regime = Regime(flops=(2e6, 6e6), resolution=32, classes=10)
+    out = []
+    for i, (spec, cx) in enumerate(get_space(space, stem="cifar").iter_samples(seed, regime)):
+        if i == n:
+            return out
+        out.append({"index": i, "space": space, "spec": spec, **cx, "error": float(rng.uniform(5, 40))})
+
+
+def test_scatter_and_fit_plot_content(tmp_path):
+    groups = {"AnyNetXA": _records("AnyNetXA", 12, 0), "RegNetX": _records("RegNetX", 12, 1)}
+    fig = plots.plot_scatter(groups, tmp_path / "s.png")
+    img = _png(tmp_path / "s.png")
+    assert img.shape == (400, 1680, 3)  # 2 rows x 7 panels of 2.4 x 2.0 in at 100 dpi
+    assert _has_color(img, plots.COLORS[0]) and _has_color(img, plots.COLORS[1])
+    assert len(fig.axes) == 14
+    offsets = fig.axes[7].collections[0].get_offsets()  # RegNetX row, depth column
+    assert np.allclose(offsets[:, 0], [r["spec"]["depth"] for r in groups["RegNetX"]])
+    assert np.allclose(offsets[:, 1], [r["error"] for r in groups["RegNetX"]])
+    plots.plot_fit(groups, tmp_path / "f.png")
+    assert _png(tmp_path / "f.png").shape == (375, 500, 3)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def _write(path, recs):
+    for r in recs:
+        results.append_result(path, r)
+
+
+def test_edf_and_fit_commands(tmp_path, capsys):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    _write(a, _records("AnyNetXA", 10, 0))
+    _write(b, _records("RegNetX", 10, 1))
+    png, scatter = tmp_path / "e.png", tmp_path / "s.png"
+    assert cli.main(["edf", str(a), str(b), "--out", str(png), "--scatter", str(scatter), "--resamples", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "(reference)" in out and f"wrote {png}, {scatter}" in out
+    row = next(line for line in out.splitlines() if line.startswith("RegNetX"))
+    ks = analysis.ks_test([r["error"] for r in _records("RegNetX", 10, 1)], [r["error"] for r in _records("AnyNetXA", 10, 0)])
+    assert f"{ks['ks']:.2f}" in row.split()
+    assert _png(png).shape == (375, 500, 3)
+    assert cli.main(["edf", str(a), "--out", str(png), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 10
+    assert cli.main(["fit", "--widths", "24", "56", "152", "152", "152", "152", "368"]) == 0
+    assert "w0=" in capsys.readouterr().out
+    assert cli.main(["fit", str(a), "--top", "3"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 3
+
+
+def test_cli_bad_input(tmp_path, capsys):
+    (tmp_path / "empty.jsonl").write_text("")
+    assert cli.main(["edf", str(tmp_path / "empty.jsonl")]) == 2
+    assert "holds no finished results" in capsys.readouterr().err
+    assert cli.main(["edf", str(tmp_path / "missing.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["sweep", "--space", "AnyNetXZ", "--out", str(tmp_path / "x.jsonl")])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--space", "RegNetX", "--out", "x", "--flops", "abc"])
+    assert "expected MIN,MAX in millions" in capsys.readouterr().err
+    assert cli.main(["fit"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+
+def _shallow_seed(space, regime, max_blocks=10, n=2):
+    """A seed whose first n samples are shallow, so the end-to-end test trains small graphs quickly."""
+    for seed in range(200):
+        specs = get_space(space, stem="cifar").sample(n, seed=seed, regime=regime)
+        blocks = [s["depth"] if s["type"] == "regnet" else sum(s["depths"]) for s in specs]
+        if max(blocks) <= max_blocks:
+            return seed
+    raise AssertionError("no shallow seed found")
+
+
+@pytest.mark.slow
+def test_end_to_end_tiny_sweep_on_embedded_digits(tmp_path, capsys, monkeypatch):
+    regime = Regime(flops=(1e6, 4e6), resolution=32, classes=10)
+    seed = _shallow_seed("AnyNetXA", regime, max_blocks=16, n=1)
+    seed_rx = _shallow_seed("RegNetX", regime, max_blocks=10, n=2)
+    for space, s, n in (("AnyNetXA", seed, 1), ("RegNetX", seed_rx, 2)):
+        args = ["sweep", "--space", space, "--samples", str(n), "--epochs", "2", "--batch-size", "64", "--lr", "0.2",
+                "--flops", "1,4", "--seed", str(s), "--out", str(tmp_path / f"{space}.jsonl"), "--no-progress"]
+        assert cli.main(args) == 0
+    capsys.readouterr()
+    recs = {space: results.read_results(tmp_path / f"{space}.jsonl").records for space in ("AnyNetXA", "RegNetX")}
+    for space, rs in recs.items():
+        assert [r["index"] for r in rs] == ([0] if space == "AnyNetXA" else [0, 1])
+        for r in rs:
+            assert 0 <= r["error"] <= 100 and r["train_time_s"] > 0 and not r["diverged"]
+            assert r["dataset"] == "digits" and r["image_size"] == 32 and r["spec"]["stem"] == "cifar"
+            cx = keras_regnet.complexity(r["spec"], resolution=32, classes=10)
+            assert 1e6 <= r["flops"] == cx["flops"] <= 4e6
+            assert r["trainable_params"] == cx["params"]  # the trained Keras model is the sampled spec
+    best = min(r["error"] for rs in recs.values() for r in rs)
+    assert best < 60  # learned something in two short epochs (chance is 90%)
+    # Re-running the finished sweep trains nothing; the EDF report reads both files.
+    monkeypatch.setattr(sweep, "train_proxy", lambda *a, **k: pytest.fail("a finished sample was retrained"))
+    assert cli.main(["sweep", "--space", "RegNetX", "--samples", "2", "--epochs", "2", "--batch-size", "64",
+                     "--lr", "0.2", "--flops", "1,4", "--seed", str(seed_rx), "--out", str(tmp_path / "RegNetX.jsonl"),
+                     "--no-progress"]) == 0
+    png = tmp_path / "edf.png"
+    assert cli.main(["edf", str(tmp_path / "AnyNetXA.jsonl"), str(tmp_path / "RegNetX.jsonl"), "--out", str(png)]) == 0
+    assert _png(png).shape == (375, 500, 3)
