@@ -87,7 +87,10 @@ def describe_model(model) -> ModelSignature:
 
 
 def _output_layer(model):
-    return model.outputs[0]._keras_history.operation
+    layer = model.outputs[0]._keras_history.operation
+    while isinstance(layer, keras.Model) and len(layer.outputs) == 1:  # a wrapped model: look at its own output
+        layer = layer.outputs[0]._keras_history.operation
+    return layer
 
 
 def _last_activation(model):
