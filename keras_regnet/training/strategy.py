@@ -27,6 +27,14 @@ def make_strategy(name: str = "auto", tpu: str | None = None):
 
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}.")
+    if name == "multi_worker":
+        # Before anything initialises the TensorFlow runtime (listing devices does): collectives are set up
+        # at program start.
+        _check_tf_config()
+        from keras_regnet.training import multiworker_shim
+
+        multiworker_shim.apply()
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         return tf.distribute.MirroredStrategy() if gpus else tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -35,12 +43,6 @@ def make_strategy(name: str = "auto", tpu: str | None = None):
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
-    if name == "multi_worker":
-        _check_tf_config()
-        from keras_regnet.training import multiworker_shim
-
-        multiworker_shim.apply()
-        return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)

@@ -179,10 +179,10 @@ def train(config, callbacks=()) -> TrainResult:
 
     validate(config)
     _check_model(config.model)
+    # The strategy first: MultiWorkerMirroredStrategy must be created before TensorFlow runs any op.
+    strategy = make_strategy(config.strategy, config.tpu)
     keras.mixed_precision.set_global_policy(config.precision)
     keras.utils.set_random_seed(config.seed)
-
-    # Data first: a missing data set fails before any strategy or model is set up.
     train_raw, info = load_dataset(
         config.dataset, config.train_split, data_dir=config.data_dir, manual_dir=config.manual_dir,
         download=config.download, shuffle_files=True,
@@ -193,7 +193,6 @@ def train(config, callbacks=()) -> TrainResult:
         val_raw, val_info = load_dataset(config.dataset, val_split, data_dir=config.data_dir,
                                          manual_dir=config.manual_dir)
 
-    strategy = make_strategy(config.strategy, config.tpu)
     replicas = strategy.num_replicas_in_sync
     gbs = global_batch_size(config.batch_size, strategy)
     steps_per_epoch = config.steps_per_epoch or info.num_examples // gbs
