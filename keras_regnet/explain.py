@@ -67,7 +67,8 @@ def _check_images(model, images):
     for got, want in zip(batch.shape[1:3], expected[:2]):
         if want is not None and got != want:
             raise ValueError(
-                f"model {model.name!r} takes {expected[0]}x{expected[1]} images, got {batch.shape[1]}x{batch.shape[2]}; "
+                f"model {model.name!r} takes {expected[0]}x{expected[1]} images, "
+                f"got {batch.shape[1]}x{batch.shape[2]}; "
                 "resize them (keras_regnet.preprocessing.resize_and_center_crop) or build the model with "
                 "input_shape=(None, None, 3)."
             )
@@ -82,7 +83,8 @@ def _class_indices(model, batch, class_index):
     pooled_backbone = model.outputs[0]._keras_history.operation.name in ("avg_pool", "max_pool")
     if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2 or pooled_backbone:
         raise ValueError(
-            f"explain needs a classifier with one (batch, classes) output, got outputs {[t.shape for t in model.outputs]}; "
+            "explain needs a classifier with one (batch, classes) output, "
+            f"got outputs {[t.shape for t in model.outputs]} from {model.outputs[0]._keras_history.operation.name!r}; "
             "build the model with include_top=True or add a head (keras_regnet.transfer.replace_head)."
         )
     if class_index is None:
@@ -96,7 +98,9 @@ def _class_indices(model, batch, class_index):
         raise ValueError(f"class_index must be integer(s), got {class_index!r}.")
     bad = sorted({int(i) for i in indices if not 0 <= i < classes})
     if bad:
-        raise ValueError(f"class_index {bad} out of range: model {model.name!r} has {classes} classes (0..{classes - 1}).")
+        raise ValueError(
+            f"class_index {bad} out of range: model {model.name!r} has {classes} classes (0..{classes - 1})."
+        )
     return [int(i) for i in indices]
 
 
@@ -151,7 +155,9 @@ def explain(model, images, method="gradcam", class_index=None, layer=None, **kwa
                 f"{', '.join(stage_outputs(model).values())} (model.summary() lists every layer)."
             )
         if len(model.get_layer(layer).output.shape) != 4:
-            raise ValueError(f"layer {layer!r} outputs shape {model.get_layer(layer).output.shape}; a CAM needs a 4D feature map.")
+            raise ValueError(
+                f"layer {layer!r} outputs shape {model.get_layer(layer).output.shape}; a CAM needs a 4D feature map."
+            )
     elif layer is not None:
         raise ValueError(f"layer applies to the CAM methods only, not to {method!r}.")
     batch, single = _check_images(model, images)

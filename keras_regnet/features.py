@@ -132,15 +132,16 @@ def _resolve(model, requested):
     return resolved
 
 
-def feature_extractor(model_or_name, stages=("stem", "s1", "s2", "s3", "s4"), weights=None, input_shape=None, **kwargs):
+def feature_extractor(model_or_name, stages=None, weights=None, input_shape=None, **kwargs):
     """A Keras model returning a dict ``{stage: feature map}`` of a RegNet/AnyNet backbone.
 
     Args:
         model_or_name: a paper model name (``"RegNetY600MF"`` / ``"RegNetY-600MF"``), ``RegNetParams`` /
             ``AnyNetParams`` (or their dict form), or an already built keras_regnet model (its weights are shared,
             not copied).
-        stages: stage names (``"stem"``, ``"s1"`` .. ``"sN"``) and/or exact layer names (``"s3_b2_out"``); ``None``
-            means every stage of the model.
+        stages: stage names (``"stem"``, ``"s1"`` .. ``"sN"``) and/or exact layer names (``"s3_b2_out"``); the
+            default ``None`` means every stage of the model (``("stem", "s1", "s2", "s3", "s4")`` for the paper's
+            models).
         weights: when building by name: ``None``, ``"imagenet"`` or a weights file, as for the constructors.
             Not allowed with a built model (load its weights first).
         input_shape: when building: defaults to ``(None, None, 3)``, so any input size works; sizes divisible by

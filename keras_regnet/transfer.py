@@ -88,7 +88,7 @@ def trainable_stages(model) -> dict:
 
 
 def replace_head(model, classes, dropout=0.0, activation="softmax", name=None):
-    """A new classifier on the backbone's last stage: ``head_pool`` -> [``head_dropout``] -> ``head_fc`` -> ``predictions``.
+    """A new classifier on the backbone's last stage: head_pool -> [head_dropout] -> head_fc -> predictions.
 
     Works on a classifier (its old head is dropped), a backbone with or without pooling, or a feature extractor.
     The backbone layers are shared with ``model``, not copied (weights and trainable flags carry over).

@@ -85,7 +85,8 @@ def test_dict_outputs_survive_a_keras_round_trip(tmp_path):
 
 def test_extractor_trains_as_a_segmentation_backbone():
     """A small FPN-style head on s2..s4: gradients reach every tapped stage, loss goes down."""
-    extractor = keras_regnet.feature_extractor(keras_regnet.AnyNet(**WIDE, include_top=False), stages=("s2", "s3", "s4"))
+    backbone = keras_regnet.AnyNet(**WIDE, include_top=False)
+    extractor = keras_regnet.feature_extractor(backbone, stages=("s2", "s3", "s4"))
     image = keras.Input((None, None, 3))
     maps = extractor(image)
     top = keras.layers.Conv2D(16, 1, name="lat4")(maps["s4"])
