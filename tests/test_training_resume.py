@@ -163,3 +163,26 @@ def test_finetune_freezes_then_unfreezes_and_ema_runs(tmp_path):
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     expected = [paper_epoch_lr(e, 0.01 * BATCH / 128, 3, warmup_epochs=0) for e in range(3)]
     np.testing.assert_allclose([float(r["learning_rate"]) for r in rows], expected, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_float32_softmax_and_weights(tmp_path, precision):
+    import warnings
+
+    config = _config(tmp_path, precision=precision, epochs=2, warmup_epochs=1, precise_bn_images=32,
+                     label_smoothing=0.1, export=False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # GroupConv2D's float32 fallback warning on CPUs without AVX-512 FP16
+            result = train(config)
+        model = keras.saving.load_model(os.path.join(config.output_dir, "last.keras"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert result.status == "finished"
+    assert all(np.isfinite(float(r["loss"])) for r in _log(config.output_dir))
+    assert model.get_layer("predictions").dtype_policy.compute_dtype == "float32"
+    assert model.get_layer("head_fc").dtype_policy.compute_dtype == precision.split("_")[1]
+    assert all(w.dtype == "float32" for w in model.weights)
+    out = model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0)
+    assert out.dtype == np.float32 and np.allclose(out.sum(), 1, atol=1e-3)
