@@ -43,7 +43,7 @@ _FLAGS = [
      "(default 8192; 0 disables)"),
     ("--precision", "precision", str, "float32, mixed_float16 or mixed_bfloat16 (softmax stays float32)"),
     ("--strategy", "strategy", str, "auto, mirrored, multi_worker (TF_CONFIG), tpu or one_device"),
-    ("--tpu", "tpu", str, "TPU name or grpc:// address for --strategy tpu (empty: local TPU VM)"),
+    ("--tpu", "tpu", str, "TPU name or grpc:// address for --strategy tpu ('local' on a TPU VM)"),
     ("--output-dir", "output_dir", str, "run directory: logs, checkpoints, backups (default runs/<model>-<data>)"),
     ("--export-dir", "export_dir", str, "SavedModel of the best model (default saved_models/<model>-<data>)"),
     ("--steps-per-epoch", "steps_per_epoch", int, "steps per epoch (default: the training set once)"),

@@ -19,8 +19,8 @@ def make_strategy(name: str = "auto", tpu: str | None = None):
     - ``mirrored``: MirroredStrategy over all GPUs, or over all logical CPU devices on a CPU-only machine.
     - ``multi_worker``: MultiWorkerMirroredStrategy configured by the ``TF_CONFIG`` environment variable (installs
       :mod:`keras_regnet.training.multiworker_shim` for keras-team/keras#20585).
-    - ``tpu``: TPUStrategy; ``tpu`` is the TPU name or ``grpc://`` address for ``TPUClusterResolver`` (``""`` or
-      ``None``: the local TPU VM / the one Cloud TPU tools configured).
+    - ``tpu``: TPUStrategy; ``tpu`` is the TPU name or ``grpc://`` address for ``TPUClusterResolver`` (``"local"`` on a TPU VM;
+      ``None``: what the Cloud TPU environment configured).
     - ``one_device``: the first GPU, else the CPU.
     """
     import tensorflow as tf
