@@ -23,6 +23,7 @@ _LAZY = {
     "freeze_until": "keras_regnet.transfer",
     "replace_head": "keras_regnet.transfer",
     "transfer_model": "keras_regnet.transfer",
+    "load_dataset": "keras_regnet.datasets",
     "explain": "keras_regnet.explain",
     "plot_explanations": "keras_regnet.explain",
 }
