@@ -34,6 +34,8 @@ def run(args):
     from keras_regnet.design_space.spaces import get_space
     from keras_regnet.design_space.sweep import run_sweep
 
+    sweep_cmd._quiet_retracing()
+
     spaces = [get_space(s).name for s in args.spaces]  # unknown names fail before any training
     if len(set(spaces)) != len(spaces):
         raise ValueError(f"each design space can appear once, got {args.spaces}.")

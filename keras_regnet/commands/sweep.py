@@ -29,6 +29,13 @@ def _shard(text):
     return k, n
 
 
+def _quiet_retracing():
+    """Each proxy model traces its own train/eval functions; TF's 'excessive retracing' warning is expected noise."""
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
 def add_sweep_arguments(parser, spaces_positional=False):
     """Flags shared by ``sweep`` and ``compare``: data, regime and proxy recipe."""
     parser.add_argument("--samples", type=int, default=8, help="models to sample and train per design space (default %(default)s)")
@@ -98,6 +105,8 @@ def run(args):
     """Run or resume the sweep, then print the population summary."""
     from keras_regnet.design_space import analysis
     from keras_regnet.design_space.sweep import run_sweep
+
+    _quiet_retracing()
 
     records = run_sweep(config_from_args(args, args.space), args.out, shard=args.shard,
                         progress=not args.no_progress)

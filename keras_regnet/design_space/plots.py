@@ -86,7 +86,14 @@ def plot_scatter(groups, path=None, metrics=analysis.METRICS, dpi=100, panel=(2.
                 xs = np.linspace(t.min(), t.max(), 50)
                 ax.plot(np.exp(xs) if log_x else xs, fit[0] * xs + fit[1], color="k", linewidth=1.2)
             if log_x:
+                from matplotlib import ticker
+
                 ax.set_xscale("log")
+                # Powers of two as plain numbers (g, b, widths are powers of two or multiples of 8); the default
+                # minor labels (2x10^0, 3x10^0 ...) would overlap.
+                ax.xaxis.set_major_locator(ticker.LogLocator(base=2))
+                ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.xaxis.set_minor_formatter(ticker.NullFormatter())
             ax.grid(alpha=0.4)
             ax.set_xlabel(name, fontsize=8)
             ax.tick_params(labelsize=7)

@@ -175,8 +175,13 @@ def load_proxy_data(cfg: SweepConfig) -> ProxyData:
     )
 
 
-def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, momentum=0.9, seed=0) -> dict:
-    """Train one model with the proxy recipe and return its top-1 error (%) on the eval split and timings."""
+def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, momentum=0.9, seed=0,
+                build_fn=None) -> dict:
+    """Train one model with the proxy recipe and return its top-1 error (%) on the eval split and timings.
+
+    ``build_fn(spec, **kwargs)`` replaces :func:`keras_regnet.models.build_model` (benchmarks use it to train the
+    same spec through Keras's own grouped ``Conv2D``).
+    """
     import keras
     import tensorflow as tf
 
@@ -186,7 +191,7 @@ def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, m
 
     start = time.perf_counter()
     keras.utils.set_random_seed(seed)
-    model = build_model(
+    model = (build_fn or build_model)(
         spec, input_shape=(data.image_size, data.image_size, 3), classes=data.num_classes,
         classifier_activation=None, name="proxy",
     )
