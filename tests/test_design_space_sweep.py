@@ -106,8 +106,9 @@ def _png(path):
     return img[..., :3]
 
 
-def _has_color(img, hex_color, min_pixels=30):
+def _has_color(img, hex_color, min_pixels=30, alpha=1.0):
     rgb = np.array([int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]) / 255.0
+    rgb = alpha * rgb + (1 - alpha)  # drawn with transparency over the white background
     return int(np.sum(np.all(np.abs(img - rgb) < 0.02, axis=-1))) >= min_pixels
 
 
@@ -146,7 +147,7 @@ def test_scatter_and_fit_plot_content(tmp_path):
     fig = plots.plot_scatter(groups, tmp_path / "s.png")
     img = _png(tmp_path / "s.png")
     assert img.shape == (400, 1680, 3)  # 2 rows x 7 panels of 2.4 x 2.0 in at 100 dpi
-    assert _has_color(img, plots.COLORS[0]) and _has_color(img, plots.COLORS[1])
+    assert _has_color(img, plots.COLORS[0], alpha=0.8) and _has_color(img, plots.COLORS[1], alpha=0.8)
     assert len(fig.axes) == 14
     offsets = fig.axes[7].collections[0].get_offsets()  # RegNetX row, depth column
     assert np.allclose(offsets[:, 0], [r["spec"]["depth"] for r in groups["RegNetX"]])
