@@ -236,18 +236,21 @@ def test_bootstrap_interval_of_the_mean_difference():
 
 
 def test_fit_recovers_the_generator_of_sampled_regnets():
-    checked = 0
-    for p in get_space("RegNetX").sample(40, seed=3):
+    wm_err, wa_err = [], []
+    for p in get_space("RegNetX").sample(60, seed=3):
         if p["depth"] < 6:
             continue
         ws, _ = design.quantized_linear_widths(p["w0"], p["wa"], p["wm"], p["depth"])
         fit = keras_regnet.fit_quantized_linear(ws)
-        assert fit["fit_error"] < 0.02
+        assert fit["w0"] == p["w0"]
+        assert fit["fit_error"] < 0.01
         regenerated, _ = design.quantized_linear_widths(fit["w0"], fit["wa"], fit["wm"], p["depth"])
         assert np.mean(np.abs(np.log(regenerated) - np.log(ws))) == pytest.approx(fit["fit_error"], abs=1e-9)
-        assert abs(math.log(fit["w0"] / p["w0"])) < 0.35
-        checked += 1
-    assert checked >= 20
+        wm_err.append(abs(fit["wm"] - p["wm"]))
+        wa_err.append(abs(math.log(fit["wa"] / p["wa"])))
+    assert len(wm_err) >= 40
+    # With 4 stages (wm, wa) are only identified up to the quantization, so typical errors are checked.
+    assert np.median(wm_err) < 0.05 and np.median(wa_err) < 0.1
 
 
 def test_design_metrics_of_regnet_and_anynet_records():
