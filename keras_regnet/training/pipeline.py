@@ -117,6 +117,10 @@ def train_dataset(ds, info, *, image_size, global_batch_size, seed=0, flip=True,
     num_classes = info.num_classes
     if _cache_fits(info, cache_mb):
         ds = ds.cache()
+    if None in info.image_shape:
+        # Decoded variable-size images (ImageNet: ~0.4 MB each) held in the buffer: cap its memory at ~1 GB;
+        # tfds also reads its shards in random order.
+        shuffle_buffer = min(shuffle_buffer, 2048)
     ds = ds.shuffle(min(shuffle_buffer, max(info.num_examples, 1)), seed=seed, reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds))

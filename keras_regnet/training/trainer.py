@@ -232,7 +232,7 @@ def train(config, callbacks=()) -> TrainResult:
         bn_ds = pipeline.train_dataset(
             train_raw, info, image_size=config.image_size, global_batch_size=per_replica, seed=config.seed + 1,
             flip=config.flip, lighting_std=config.lighting_std, area_range=(config.min_crop_area, 1.0),
-            cache_mb=config.cache_mb, repeat=False, shuffle_buffer=max(config.precise_bn_images, 1024),
+            cache_mb=config.cache_mb, repeat=False, shuffle_buffer=1024,
         )
 
     schedule = WarmupCosine(base_lr, config.epochs, steps_per_epoch, warmup_epochs=config.warmup_epochs,
