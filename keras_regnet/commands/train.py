@@ -66,8 +66,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="imagenet: the paper's recipe (default); finetune: pretrained backbone, new head")
     parser.add_argument("--config", default=None, help="YAML or JSON file of settings (TrainConfig field names); "
                         "flags given here override it")
+    from keras_regnet.training.strategy import STRATEGIES
+
+    choices = {
+        "strategy": STRATEGIES,
+        "precision": ("float32", "mixed_float16", "mixed_bfloat16"),
+        "decay_on": ("all", "kernels"),
+    }
     for flag, field, typ, help_text in _FLAGS:
-        parser.add_argument(flag, dest=field, type=typ, default=None, help=help_text)
+        parser.add_argument(flag, dest=field, type=typ, default=None, choices=choices.get(field), help=help_text)
     for flag, field, value, help_text in _SWITCHES:
         parser.add_argument(flag, dest=field, action="store_const", const=value, default=None, help=help_text)
     parser.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch)")
