@@ -168,7 +168,6 @@ def train(config, callbacks=()) -> TrainResult:
     ``callbacks`` are extra Keras callbacks.
     """
     import keras
-    import tensorflow as tf
 
     from keras_regnet.datasets import load_dataset
     from keras_regnet.training import callbacks as cb
