@@ -42,7 +42,8 @@ class DatasetInfo:
 
     ``image_shape`` is ``(height, width, channels)`` with ``None`` for dimensions that vary between images
     (e.g. ``(None, None, 3)`` for ImageNet and folders). ``source`` is ``"digits"``, ``"folder"`` or ``"tfds"``;
-    ``builder`` is the tfds builder for tfds sources (``None`` otherwise).
+    ``builder`` is the tfds builder for tfds sources (``None`` otherwise). ``encoded`` is True when the data set
+    yields encoded image bytes (``decode=False``).
     """
 
     name: str
@@ -53,6 +54,7 @@ class DatasetInfo:
     class_names: Tuple[str, ...]
     source: str
     builder: object = dataclasses.field(default=None, repr=False, compare=False)
+    encoded: bool = False
 
 
 def load_dataset(
@@ -63,6 +65,7 @@ def load_dataset(
     manual_dir: Optional[str] = None,
     download: bool = False,
     shuffle_files: bool = False,
+    decode: bool = True,
 ):
     """Load one split of an image-classification data set.
 
@@ -75,6 +78,9 @@ def load_dataset(
         download: allow tfds to download and prepare a missing data set (needs network access). Without it a
             missing data set raises at once with the command that prepares it.
         shuffle_files: let tfds read its shards in random order (training on large data sets).
+        decode: with False, folders and tfds data sets yield the encoded file bytes (a scalar string) instead of
+            the decoded image, so a pipeline can shuffle small records and decode only a crop of each JPEG
+            (``tf.image.decode_and_crop_jpeg``). Digits are always decoded.
 
     Returns:
         ``(dataset, info)``: a ``tf.data.Dataset`` yielding ``(image uint8 (H, W, C), label int64)`` in a fixed
@@ -92,16 +98,16 @@ def load_dataset(
         path = os.path.expanduser(name[len("folder:"):])
         if not os.path.isdir(path):
             raise FileNotFoundError(f"image folder {path!r} does not exist (from dataset {name!r}).")
-        return _load_folder(path, split)
+        return _load_folder(path, split, decode)
     if os.path.isdir(os.path.expanduser(name)):
-        return _load_folder(os.path.expanduser(name), split)
+        return _load_folder(os.path.expanduser(name), split, decode)
     if os.sep in name or name.startswith("."):
         raise FileNotFoundError(
             f"dataset {name!r} looks like a path but is not an existing directory. Give a directory of class "
             "sub-folders (PATH/<class>/<image>), 'digits', or a tensorflow-datasets name such as 'imagenet2012'."
         )
     return _load_tfds(name, split, data_dir=data_dir, manual_dir=manual_dir, download=download,
-                      shuffle_files=shuffle_files)
+                      shuffle_files=shuffle_files, decode=decode)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,7 +241,7 @@ def _folder_split_root(path, base):
     return path
 
 
-def _load_folder(path, split):
+def _load_folder(path, split, decode=True):
     import tensorflow as tf
 
     base, start, stop = _parse_split(split)
@@ -255,14 +261,17 @@ def _load_folder(path, split):
     files = [files[i] for i in idx]
     labels = labels[idx]
 
-    def decode(file, label):
+    def decode_file(file, label):
         data = tf.io.read_file(file)
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
         image.set_shape((None, None, 3))
         return image, label
 
     ds = tf.data.Dataset.from_tensor_slices((files, labels))
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if decode:
+        ds = ds.map(decode_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = ds.map(lambda f, y: (tf.io.read_file(f), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     info = DatasetInfo(
         name=path,
         split=split,
@@ -271,6 +280,7 @@ def _load_folder(path, split):
         image_shape=(None, None, 3),
         class_names=tuple(class_names),
         source="folder",
+        encoded=not decode,
     )
     return ds, info
 
@@ -284,7 +294,7 @@ def _prepare_command(name, data_dir):
     return f"python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}'{dd}).download_and_prepare()\""
 
 
-def _load_tfds(name, split, *, data_dir, manual_dir, download, shuffle_files):
+def _load_tfds(name, split, *, data_dir, manual_dir, download, shuffle_files, decode=True):
     import tensorflow_datasets as tfds
 
     try:
@@ -307,7 +317,8 @@ def _load_tfds(name, split, *, data_dir, manual_dir, download, shuffle_files):
     if base not in splits:
         raise ValueError(f"dataset {name!r} has splits {sorted(splits)}, not {base!r}.")
     num_examples = int(splits[split].num_examples)
-    ds = builder.as_dataset(split=split, shuffle_files=shuffle_files, as_supervised=False)
+    decoders = None if decode else {image_key: tfds.decode.SkipDecoding()}
+    ds = builder.as_dataset(split=split, shuffle_files=shuffle_files, as_supervised=False, decoders=decoders)
     ds = ds.map(lambda ex: (ex[image_key], ex[label_key]), num_parallel_calls=None)
     feature = builder.info.features[image_key]
     labels = builder.info.features[label_key]
@@ -320,6 +331,7 @@ def _load_tfds(name, split, *, data_dir, manual_dir, download, shuffle_files):
         class_names=tuple(labels.names),
         source="tfds",
         builder=builder,
+        encoded=not decode,
     )
     return ds, out
 

@@ -307,3 +307,32 @@ def test_cli_bad_input_fails_fast_with_clear_errors(tmp_path, capsys):
     os.rename(cfg, tmp_path / "bad.json")
     code, err = _cli(["--config", str(tmp_path / "bad.json")], capsys)
     assert code == 2 and "unknown training settings ['learning_rate']" in err
+
+
+def test_encoded_jpeg_crop_decoding_equals_decode_then_crop(tmp_path):
+    """decode=False data (ImageNet-style) decodes only the crop window of JPEGs: the same crop as full decoding."""
+    from keras_regnet.datasets import load_dataset
+
+    rng = np.random.RandomState(0)
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            img = rng.randint(0, 255, (48 + 8 * i, 64, 3)).astype(np.uint8)
+            ext, enc = ("jpg", tf.io.encode_jpeg) if i < 2 else ("png", tf.io.encode_png)
+            tf.io.write_file(str(tmp_path / c / f"{i}.{ext}"), enc(img))
+    decoded, info = load_dataset(str(tmp_path), "train")
+    encoded, einfo = load_dataset(str(tmp_path), "train", decode=False)
+    assert einfo.encoded and not info.encoded and einfo.num_examples == info.num_examples == 6
+    for (img, y), (data, y2) in zip(decoded, encoded):
+        assert data.dtype == tf.string and int(y) == int(y2)
+        for s in range(3):
+            seed = tf.constant([s, 11])
+            a = pipeline.train_transform(img, seed, 24)
+            b = pipeline.train_transform(data, seed, 24)
+            # Same crop window and pixels; libjpeg's chroma upsampling differs along the crop's edges only.
+            close = np.isclose(a.numpy(), b.numpy(), atol=1e-3)
+            assert close.mean() > 0.9 and np.abs(a.numpy() - b.numpy()).mean() < 2.0
+            assert close[4:-4, 4:-4].all()
+        np.testing.assert_allclose(pipeline.eval_transform(img, 24).numpy(), pipeline.eval_transform(data, 24).numpy())
+    batch, _ = next(iter(pipeline.train_dataset(encoded, einfo, image_size=24, global_batch_size=4)))
+    assert batch.shape == (4, 24, 24, 3)

@@ -38,13 +38,11 @@ def _rgb(image):
     return image
 
 
-def inception_crop(image, seed, size, area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3)):
-    """Random-sized crop (``area_range`` of the image, aspect ratio in ``aspect_ratio_range``) resized to
-    ``size x size`` (bilinear); falls back to the whole image when no crop fits in 10 attempts."""
+def _crop_window(shape, seed, area_range, aspect_ratio_range):
     import tensorflow as tf
 
-    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image),
+    return tf.image.stateless_sample_distorted_bounding_box(
+        shape,
         bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
         seed=seed,
         min_object_covered=0.0,
@@ -53,8 +51,48 @@ def inception_crop(image, seed, size, area_range=(0.08, 1.0), aspect_ratio_range
         max_attempts=10,
         use_image_if_no_bounding_boxes=True,
     )
+
+
+def inception_crop(image, seed, size, area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3)):
+    """Random-sized crop (``area_range`` of the image, aspect ratio in ``aspect_ratio_range``) resized to
+    ``size x size`` (bilinear); falls back to the whole image when no crop fits in 10 attempts.
+
+    ``image`` may also be encoded bytes (a scalar string): JPEGs then decode only the crop window
+    (``decode_and_crop_jpeg``: the same window and pixels as decoding everything, except along the window's
+    edges where libjpeg's chroma upsampling differs slightly), other formats in full.
+    """
+    import tensorflow as tf
+
+    if image.dtype == tf.string:
+        return _decode_and_crop(image, seed, size, area_range, aspect_ratio_range)
+    begin, crop_size, _ = _crop_window(tf.shape(image), seed, area_range, aspect_ratio_range)
     crop = tf.slice(image, begin, crop_size)
     return tf.image.resize(tf.cast(crop, tf.float32), (size, size), method="bilinear")
+
+
+def _decode_and_crop(data, seed, size, area_range, aspect_ratio_range):
+    import tensorflow as tf
+
+    def jpeg():
+        shape = tf.image.extract_jpeg_shape(data)
+        begin, crop_size, _ = _crop_window(shape, seed, area_range, aspect_ratio_range)
+        window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+        crop = tf.image.decode_and_crop_jpeg(data, window, channels=3)
+        return tf.image.resize(tf.cast(crop, tf.float32), (size, size), method="bilinear")
+
+    def other():
+        return inception_crop(decode(data), seed, size, area_range, aspect_ratio_range)
+
+    return tf.cond(tf.io.is_jpeg(data), jpeg, other)
+
+
+def decode(data):
+    """Encoded image bytes -> uint8 RGB (H, W, 3)."""
+    import tensorflow as tf
+
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image.set_shape((None, None, 3))
+    return image
 
 
 def pca_lighting(image, seed, alpha_std=0.1):
@@ -72,7 +110,7 @@ def train_transform(image, seed, size, flip=True, lighting_std=0.1, area_range=(
     import tensorflow as tf
 
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    image = inception_crop(_rgb(image), seeds[0], size, area_range=area_range)
+    image = inception_crop(image if image.dtype == tf.string else _rgb(image), seeds[0], size, area_range=area_range)
     if flip:
         image = tf.image.stateless_random_flip_left_right(image, seeds[1])
     if lighting_std:
@@ -82,8 +120,12 @@ def train_transform(image, seed, size, flip=True, lighting_std=0.1, area_range=(
 
 def eval_transform(image, size, crop_pct=0.875):
     """Resize the short side to ``size / crop_pct`` and center-crop (``keras_regnet.preprocessing``)."""
+    import tensorflow as tf
+
     from keras_regnet.preprocessing import resize_and_center_crop
 
+    if image.dtype == tf.string:
+        image = decode(image)
     return resize_and_center_crop(_rgb(image), size=size, crop_pct=crop_pct, interpolation="bilinear")
 
 
@@ -117,7 +159,7 @@ def train_dataset(ds, info, *, image_size, global_batch_size, seed=0, flip=True,
     num_classes = info.num_classes
     if _cache_fits(info, cache_mb):
         ds = ds.cache()
-    if None in info.image_shape:
+    if None in info.image_shape and not getattr(info, "encoded", False):
         # Decoded variable-size images (ImageNet: ~0.4 MB each) held in the buffer: cap its memory at ~1 GB;
         # tfds also reads its shards in random order.
         shuffle_buffer = min(shuffle_buffer, 2048)

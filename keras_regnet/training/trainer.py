@@ -186,6 +186,13 @@ def train(config, callbacks=()) -> TrainResult:
         config.dataset, config.train_split, data_dir=config.data_dir, manual_dir=config.manual_dir,
         download=config.download, shuffle_files=True,
     )
+    if info.source != "digits" and None in info.image_shape:
+        # Variable-size images (ImageNet, folders): keep them encoded until the pipeline, which shuffles the small
+        # records and decodes only each JPEG's crop window.
+        train_raw, info = load_dataset(
+            config.dataset, config.train_split, data_dir=config.data_dir, manual_dir=config.manual_dir,
+            shuffle_files=True, decode=False,
+        )
     val_split = resolve_val_split(config)
     val_raw, val_info = (None, None)
     if val_split:
