@@ -191,3 +191,53 @@ def test_multiworker_two_processes_train_to_identical_weights(tmp_path):
     assert [r["loss"] for r in rows] == [r["loss"] for r in rows1]
     assert os.path.exists(tmp_path / "saved_models" / "tiny" / "saved_model.pb")
     assert not os.path.exists(os.path.join(run_dir, "backup"))  # per-worker backups removed after the run
+
+
+@pytest.mark.slow
+def test_sigkilled_process_resumes_where_its_backup_ends(tmp_path):
+    """A real kill (SIGKILL, no clean-up) of `recipes/train.py` mid-run, then the same command again."""
+    import signal
+    import time
+
+    from keras_regnet.training.schedules import paper_epoch_lr
+
+    run_dir = str(tmp_path / "run")
+    epochs = 10
+    cmd = [
+        sys.executable, TRAIN, "--config", _tiny_config(tmp_path), "--dataset", "digits", "--image-size", "32",
+        "--strategy", "one_device", "--epochs", str(epochs), "--warmup-epochs", "3", "--batch-size", "32",
+        "--steps-per-epoch", "6", "--val-steps", "1", "--precise-bn-images", "32", "--output-dir", run_dir,
+        "--no-export", "--quiet",
+    ]
+    meta = os.path.join(run_dir, "backup", "worker_0", "training_metadata.json")
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with open(meta) as f:
+                    if json.load(f)["epoch"] >= 2:
+                        break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed:\n" + proc.communicate()[0][-2000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with open(meta) as f:
+        k = json.load(f)["epoch"]  # epochs 0..k-1 were backed up before the kill
+    assert 2 <= k < epochs
+
+    again = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    first = next(line for line in again.stdout.splitlines() if line.startswith("Epoch "))
+    assert first.startswith(f"Epoch {k + 1}/{epochs}")  # restarted at the epoch after the last backup
+    rows = _log(run_dir)
+    assert [int(r["epoch"]) for r in rows] == list(range(epochs))  # each epoch once, none lost
+    base = 0.1 * 32 / 128
+    expected = [paper_epoch_lr(e, base, epochs, warmup_epochs=3) for e in range(epochs)]
+    np.testing.assert_allclose([float(r["learning_rate"]) for r in rows], expected, rtol=1e-5)
+    assert not os.path.exists(os.path.join(run_dir, "backup"))
