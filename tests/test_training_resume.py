@@ -186,3 +186,33 @@ def test_mixed_precision_keeps_float32_softmax_and_weights(tmp_path, precision):
     assert all(w.dtype == "float32" for w in model.weights)
     out = model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0)
     assert out.dtype == np.float32 and np.allclose(out.sum(), 1, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_finetune_killed_in_the_unfrozen_phase_resumes_there(tmp_path):
+    from keras_regnet.models import build_model
+
+    backbone = build_model(TINY_SPEC, include_top=False, input_shape=(32, 32, 3))
+    path = str(tmp_path / "backbone.weights.h5")
+    backbone.save_weights(path)
+    config = _config(tmp_path, preset="finetune", weights=path, freeze_until="s2", unfreeze_epoch=1, epochs=4,
+                     warmup_epochs=0, export=False)
+    kill = _Kill(at=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[kill])
+
+    class Start(_Start):
+        def on_epoch_begin(self, epoch, logs=None):
+            super().on_epoch_begin(epoch, logs)
+            self.trainable = self.model.get_layer("s1_b1_conv_a").trainable
+
+    start = Start()
+    result = train(config, callbacks=[start])
+    assert result.status == "finished" and result.initial_epoch == 3
+    assert start.epoch == 3 and start.iterations == 3 * STEPS and start.trainable
+    for a, b in zip(start.weights, kill.weights_before_kill):
+        np.testing.assert_array_equal(a, b)
+    rows = _log(config.output_dir)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    expected = [paper_epoch_lr(e, 0.01 * BATCH / 128, 4, warmup_epochs=0) for e in range(4)]
+    np.testing.assert_allclose([float(r["learning_rate"]) for r in rows], expected, rtol=1e-5)
