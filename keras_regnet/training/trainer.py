@@ -298,7 +298,7 @@ def train(config, callbacks=()) -> TrainResult:
             # are run again: drop their rows so the log has each epoch once.
             _trim_log(os.path.join(write_dir, "log.csv"), first_initial)
         hist = model.fit(train_ds, epochs=end_epoch, initial_epoch=start_epoch, steps_per_epoch=steps_per_epoch,
-                         callbacks=cbs, verbose=config.verbose)
+                         callbacks=cbs, verbose=config.verbose, shuffle=False)  # the pipeline shuffles
         for k, v in hist.history.items():
             history.setdefault(k, []).extend(v)
         start_epoch = end_epoch
