@@ -233,6 +233,13 @@ def test_end_to_end_tiny_sweep_on_embedded_digits(tmp_path, capsys, monkeypatch)
             assert r["trainable_params"] == cx["params"]  # the trained Keras model is the sampled spec
     best = min(r["error"] for rs in recs.values() for r in rs)
     assert best < 60  # learned something in two short epochs (chance is 90%)
+    # Training a sample again (fresh pipelines, other process history) gives the recorded result: what a
+    # resumed sweep trains equals what an uninterrupted one would have.
+    cfg = sweep.SweepConfig(space="RegNetX", samples=2, epochs=2, batch_size=64, lr=0.2, flops=(1e6, 4e6),
+                            seed=seed_rx)
+    rec = recs["RegNetX"][1]
+    again = sweep.train_proxy(rec["spec"], sweep.load_proxy_data(cfg), epochs=2, lr=0.2, seed=rec["model_seed"])
+    assert again["error"] == rec["error"] and again["train_loss"] == pytest.approx(rec["train_loss"], rel=1e-4)
     # Re-running the finished sweep trains nothing; the EDF report reads both files.
     monkeypatch.setattr(sweep, "train_proxy", lambda *a, **k: pytest.fail("a finished sample was retrained"))
     assert cli.main(["sweep", "--space", "RegNetX", "--samples", "2", "--epochs", "2", "--batch-size", "64",

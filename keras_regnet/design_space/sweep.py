@@ -88,7 +88,11 @@ class SweepConfig:
 
 @dataclasses.dataclass
 class ProxyData:
-    """Batched train and eval pipelines plus what the models need to know about them."""
+    """Batched train and eval pipelines plus what the models need to know about them.
+
+    ``train(seed)`` returns one epoch of shuffled (and augmented) batches whose order depends only on ``seed``,
+    so a model trained in a resumed process sees exactly the batches it would have seen without the restart.
+    """
 
     train: object
     eval: object
@@ -147,8 +151,10 @@ def load_proxy_data(cfg: SweepConfig) -> ProxyData:
         def sparse(ds):
             return ds.map(lambda x, y: (x, tf.argmax(y, -1)))
 
-        train = sparse(pipeline.train_dataset(train_ds, info, image_size=size, global_batch_size=cfg.batch_size,
-                                              seed=cfg.seed, repeat=False, cache_mb=_CACHE_BYTES >> 20))
+        def train(seed):
+            return sparse(pipeline.train_dataset(train_ds, info, image_size=size, global_batch_size=cfg.batch_size,
+                                                 seed=seed, repeat=False, cache_mb=_CACHE_BYTES >> 20))
+
         ev = sparse(pipeline.eval_dataset(eval_ds, eval_info, image_size=size,
                                           global_batch_size=max(cfg.batch_size, 256), cache_mb=_CACHE_BYTES >> 20))
     else:
@@ -164,9 +170,12 @@ def load_proxy_data(cfg: SweepConfig) -> ProxyData:
             ds = ds.map(lambda x, y: (resize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
             return ds.cache() if n * size * size * 3 * 4 <= _CACHE_BYTES else ds
 
-        train = prepare(train_ds, info.num_examples)
-        train = train.shuffle(min(info.num_examples, 10_000), seed=cfg.seed, reshuffle_each_iteration=True)
-        train = train.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        base = prepare(train_ds, info.num_examples)  # decoded once; every epoch's shuffle reads the cache
+
+        def train(seed):
+            ds = base.shuffle(min(info.num_examples, 10_000), seed=seed, reshuffle_each_iteration=False)
+            return ds.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
         ev = prepare(eval_ds, eval_info.num_examples).batch(max(cfg.batch_size, 256)).prefetch(tf.data.AUTOTUNE)
     return ProxyData(
         train=train, eval=ev, num_classes=info.num_classes, num_train=info.num_examples,
@@ -224,7 +233,7 @@ def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, m
     train_loss = train_wrong = seen = 0
     for epoch in range(epochs):
         train_loss = train_wrong = seen = 0
-        for x, y in data.train:
+        for x, y in data.train(seed * 1000 + epoch):
             loss, wrong = train_step(x, y)
             train_loss += float(loss) * int(x.shape[0])
             train_wrong += int(wrong)
