@@ -23,6 +23,8 @@ _LAZY = {
     "freeze_until": "keras_regnet.transfer",
     "replace_head": "keras_regnet.transfer",
     "transfer_model": "keras_regnet.transfer",
+    "export_model": "keras_regnet.export",
+    "fold_batchnorm": "keras_regnet.export",
     "load_dataset": "keras_regnet.datasets",
     "explain": "keras_regnet.explain",
     "plot_explanations": "keras_regnet.explain",

@@ -15,6 +15,7 @@ COMMANDS = {
     "models": ("keras_regnet.commands.models", "print the 24 paper models with computed vs paper complexity"),
     "predict": ("keras_regnet.commands.predict", "classify images with pretrained weights (top classes + probabilities)"),
     "convert": ("keras_regnet.commands.convert", "convert timm/pycls/Keras 2 RegNet weights to a Keras .weights.h5"),
+    "export": ("keras_regnet.commands.export", "SavedModel for TF Serving + TFLite (+ ONNX), verified against Keras, versioned"),
     "sweep": ("keras_regnet.commands.sweep", "sample a design space and proxy-train each model (resumable JSONL)"),
     "edf": ("keras_regnet.commands.edf", "compare design spaces: error EDF plot, KS and bootstrap table"),
     "fit": ("keras_regnet.commands.fit", "fit the quantized linear width model (w0, wa, wm) to samples"),
