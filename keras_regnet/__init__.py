@@ -2,17 +2,29 @@
 
 __version__ = "0.1.0"
 
+import os as _os
+import sys as _sys
+
+if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "keras-regnet":
+    # The command line prints results, not TensorFlow's start-up chatter (users can still override it).
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from keras_regnet.complexity import complexity
 from keras_regnet.design import adjust_block_compatibility, fit_quantized_linear, generate_regnet
 from keras_regnet.specs import MODEL_NAMES, AnyNetParams, RegNetParams, get_params, params_from_dict
 
+try:
+    # Registers keras_regnet>GroupConv2D, so `.keras` files load after a plain `import keras_regnet`.
+    from keras_regnet.layers import GroupConv2D
+except ImportError:  # Keras is not installed: the design maths and complexity still work.
+    pass
+
 _LAZY = {
-    # Keras-dependent names are imported on first use so the design maths stays importable without Keras.
+    # Heavier Keras-dependent modules are imported on first use.
     "AnyNet": "keras_regnet.models",
     "RegNet": "keras_regnet.models",
     "build_model": "keras_regnet.models",
     "get_model": "keras_regnet.models",
-    "GroupConv2D": "keras_regnet.layers",
     "preprocess_input": "keras_regnet.preprocessing",
     "decode_predictions": "keras_regnet.preprocessing",
     "normalize_imagenet": "keras_regnet.preprocessing",

@@ -95,13 +95,36 @@ def test_specs_round_trip_through_dicts():
         specs.params_from_dict({"type": "regnet", "depth": 13, "w0": 24, "wa": 36.4, "wm": 2.5, "group_width": 8, "x": 1})
 
 
-def test_design_maths_import_without_keras():
+def test_design_maths_modules_do_not_depend_on_keras():
+    import ast
+    import os
+
+    # design, specs and complexity must stay pure Python/NumPy (samplers evaluate millions of candidates).
+    root = os.path.dirname(keras_regnet.__file__)
+    for name in ("design.py", "specs.py", "complexity.py"):
+        tree = ast.parse(open(os.path.join(root, name)).read())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add((node.module or "").split(".")[0])
+                imported |= {f"{node.module}.{a.name}" for a in node.names}
+        assert not imported & {"keras", "tensorflow", "jax", "torch"}, (name, imported)
+        assert not any(i.startswith("keras_regnet.") and i.split(".")[1] in ("models", "layers", "blocks")
+                       for i in imported), (name, imported)
+
+
+def test_keras_file_loads_after_plain_import(tmp_path):
     import subprocess
     import sys
 
-    code = (
-        "import sys, keras_regnet; keras_regnet.generate_regnet(24, 36.44, 2.49, 13); "
-        "keras_regnet.complexity('RegNetY-600MF'); "
-        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, sorted(sys.modules)"
+    path = str(tmp_path / "m.keras")
+    build = (
+        "import keras_regnet as k; k.AnyNet(depths=[1], widths=[16], bottleneck_ratios=[1], group_widths=[8], "
+        f"input_shape=(32, 32, 3), classes=3).save({path!r})"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    load = f"import keras, keras_regnet; m = keras.saving.load_model({path!r}); print(type(m.get_layer('s1_b1_conv_b')).__name__)"
+    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "-c", load], check=True, capture_output=True, text=True)
+    assert out.stdout.strip().endswith("GroupConv2D")
