@@ -2,13 +2,6 @@
 
 __version__ = "0.1.0"
 
-import os as _os
-import sys as _sys
-
-if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "keras-regnet":
-    # The command line prints results, not TensorFlow's start-up chatter (users can still override it).
-    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from keras_regnet.complexity import complexity
 from keras_regnet.design import adjust_block_compatibility, fit_quantized_linear, generate_regnet
 from keras_regnet.specs import MODEL_NAMES, AnyNetParams, RegNetParams, get_params, params_from_dict
