@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "tf-keras-vis>=0.8.7",
     "matplotlib>=3.7",
     "scikit-learn>=1.2",  # ships the embedded digits data set of the design-space demo
+    "scipy>=1.9",  # KS test and bootstrap intervals of design-space comparisons
     "tqdm>=4.60",
     "pyyaml>=6.0",
     "tensorboard>=2.16",  # training logs (keras.callbacks.TensorBoard needs the package)
