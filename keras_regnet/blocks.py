@@ -16,6 +16,8 @@ __all__ = ["BN_EPSILON", "BN_MOMENTUM", "stem", "x_block", "stage", "head"]
 # PyTorch's BatchNorm2d defaults (eps 1e-5, momentum 0.1 == Keras momentum 0.9), for parity with pycls/timm weights.
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
+# Below this input width a strided 1x1 projection is computed as subsample + stride-1 conv (see x_block).
+ONEDNN_MIN_STRIDED_1X1_CHANNELS = 16
 
 
 def conv_initializer():
@@ -66,9 +68,17 @@ def x_block(x, w_in, w_out, stride, bottleneck_ratio, group_width, se_ratio, nam
     groups = w_b // group_width
     shortcut = x
     if w_in != w_out or stride != 1:
+        proj_stride = stride
+        if stride > 1 and w_in < ONEDNN_MIN_STRIDED_1X1_CHANNELS:
+            # TF 2.21's oneDNN kernel for the filter gradient of a strided 1x1 conv with fewer than 16 input
+            # channels corrupts memory and aborts the process. Subsampling first (a 1x1 max-pool with the stride)
+            # and then a stride-1 1x1 conv computes exactly the same function and trains safely.
+            shortcut = keras.layers.MaxPooling2D(1, strides=stride, name=f"{name}_proj_pool")(shortcut)
+            proj_stride = 1
         shortcut = keras.layers.Conv2D(
-            w_out, 1, strides=stride, use_bias=False, kernel_initializer=conv_initializer(), name=f"{name}_proj_conv"
-        )(x)
+            w_out, 1, strides=proj_stride, use_bias=False, kernel_initializer=conv_initializer(),
+            name=f"{name}_proj_conv",
+        )(shortcut)
         shortcut = _bn(f"{name}_proj_bn")(shortcut)
     y = keras.layers.Conv2D(w_b, 1, use_bias=False, kernel_initializer=conv_initializer(), name=f"{name}_conv_a")(x)
     y = _bn(f"{name}_bn_a")(y)

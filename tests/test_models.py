@@ -267,3 +267,31 @@ def test_resize_and_center_crop_matches_pil_and_handles_batches():
     np.testing.assert_array_equal(batch[1], out)
     with pytest.raises(ValueError, match="crop_pct"):
         resize_and_center_crop(img, crop_pct=1.5)
+
+
+def test_narrow_strided_projection_trains_without_onednn_crash():
+    """TF 2.21's oneDNN filter gradient of a strided 1x1 conv with < 16 input channels aborts the process.
+
+    Narrow projections subsample first; the output equals a strided 1x1 conv with the same kernel, and a
+    training step at the sizes that crashed (batch 4, 64 px, 8 -> 16 channels) runs in a child process.
+    """
+    m = tiny(include_top=False, input_shape=(64, 64, 3))
+    assert "s2_b1_proj_pool" in {layer.name for layer in m.layers}
+    assert m.get_layer("s2_b1_proj_conv").strides == (1, 1)
+    assert "s3_b1_proj_pool" not in {layer.name for layer in m.layers}  # 16 input channels: plain strided conv
+    x = tf.random.normal((2, 16, 16, 8))
+    kernel = m.get_layer("s2_b1_proj_conv").kernel
+    np.testing.assert_allclose(
+        m.get_layer("s2_b1_proj_conv")(m.get_layer("s2_b1_proj_pool")(x)),
+        tf.nn.conv2d(x, kernel, strides=2, padding="VALID"), rtol=1e-5, atol=1e-6,
+    )
+    code = (
+        "import numpy as np, keras, keras_regnet\n"
+        "m = keras_regnet.AnyNet(depths=(1, 1, 1, 1), widths=(8, 16, 24, 32), bottleneck_ratios=(1,) * 4, "
+        "group_widths=(8,) * 4, input_shape=(64, 64, 3), classes=3)\n"
+        "m.compile('sgd', 'sparse_categorical_crossentropy')\n"
+        "for _ in range(3): m.train_on_batch(np.random.rand(4, 64, 64, 3) * 255, np.array([0, 1, 2, 0]))\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (out.returncode, out.stderr[-2000:])
