@@ -151,6 +151,7 @@ def export_model(
 
     signature = describe_model(model)
     config = _eval_config(signature, size, crop_pct, interpolation)
+    tflite = (tflite,) if isinstance(tflite, str) else tuple(tflite or ())
     unknown = sorted(set(tflite) - set(TFLITE_VARIANTS))
     if unknown:
         raise ExportError(f"unknown TFLite variants {unknown}; choose from {', '.join(TFLITE_VARIANTS)}.")
