@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import os
 
-from keras_regnet.commands.predict import build_classifier, eval_config, find_images, load_image
+from keras_regnet.commands.predict import (
+    add_eval_transform_arguments,
+    build_classifier,
+    eval_config,
+    find_images,
+    load_image,
+)
 
 
 def add_arguments(parser):
@@ -25,13 +31,9 @@ def add_arguments(parser):
                         help="class to explain (0-based); default: each image's predicted class")
     parser.add_argument("--layer", default=None,
                         help="layer for the CAM methods; default: the last stage output (e.g. s4_b7_out)")
-    parser.add_argument("--size", type=int, default=None,
-                        help="input resolution; default: the weights' eval size (224), or the saved model's input size")
-    parser.add_argument("--crop-pct", type=float, default=None,
-                        help="center-crop fraction: resize the short side to size/crop_pct, crop size x size "
-                             "(default: the weights' value, 0.875)")
-    parser.add_argument("--interpolation", default=None, choices=["bicubic", "bilinear", "area", "nearest"],
-                        help="resize method (default: the weights' value, bicubic)")
+    add_eval_transform_arguments(
+        parser, size_default="the weights' eval size (224), or the saved model's input size"
+    )
     parser.add_argument("--alpha", type=float, default=0.45, help="heatmap opacity in the overlay, 0..1 (default 0.45)")
     parser.add_argument("--max-n", type=int, default=64,
                         help="scorecam only: use the N most varying channels (Faster-Score-CAM); 0 = all (default 64)")

@@ -20,14 +20,18 @@ def add_arguments(parser):
                              ".safetensors, .pyth, Keras 2 .h5)")
     parser.add_argument("--top", type=int, default=5, help="how many classes to print per image (default 5)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
-    parser.add_argument("--size", type=int, default=None,
-                        help="eval resolution; default: the weights' eval size from the registry (224 for files)")
+    add_eval_transform_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
+
+
+def add_eval_transform_arguments(parser, size_default="the weights' eval size from the registry (224 for files)"):
+    """--size, --crop-pct, --interpolation: the eval transform, defaulting to the weights' registry entry."""
+    parser.add_argument("--size", type=int, default=None, help=f"eval resolution; default: {size_default}")
     parser.add_argument("--crop-pct", type=float, default=None,
                         help="center-crop fraction: resize the short side to size/crop_pct, crop size x size; "
                              "default: the weights' value from the registry (0.875 for files)")
     parser.add_argument("--interpolation", default=None, choices=["bicubic", "bilinear", "area", "nearest"],
                         help="resize method; default: the weights' value from the registry (bicubic)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
 
 
 def find_images(paths):
