@@ -81,7 +81,9 @@ def build_model(
         raise ValueError(f"classes must be a positive integer, got {classes!r}.")
     if not (weights is None or isinstance(weights, str) or hasattr(weights, "__fspath__")):
         raise ValueError(f"weights must be None, 'imagenet', a weights tag or a file path, got {weights!r}.")
-    named_weights = isinstance(weights, str) and (weights == "imagenet" or weights.startswith("imagenet:"))
+    from keras_regnet.weights.registry import is_registry_weights
+
+    named_weights = is_registry_weights(weights)
     if named_weights and include_top and classes != 1000:
         raise ValueError(
             f"weights={weights!r} with include_top=True needs classes=1000 (the ImageNet head), got classes={classes}. "

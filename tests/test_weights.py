@@ -90,8 +90,8 @@ def test_timm_weights_give_timm_logits_and_features(kind):
     assert np.abs(feats - ref["features"]).max() <= 1e-4 * max(1.0, np.abs(ref["features"]).max())
 
 
-def test_pycls_format_with_bgr_stem_loads_to_the_same_logits(tmp_path):
-    ref, spec, path = fixture("y")
+def timm_to_pycls(path):
+    """A timm-format fixture rewritten with pycls's key names and BGR stem, as pycls checkpoints are."""
     inverse = {v: k for k, v in convert._PYCLS_TIMM.items()}
     pycls = {}
     for key, value in load_file(path).items():
@@ -101,6 +101,12 @@ def test_pycls_format_with_bgr_stem_loads_to_the_same_logits(tmp_path):
         if key == "stem.conv.weight":
             value = value[:, ::-1].copy()  # pycls checkpoints take BGR
         pycls[key] = value
+    return pycls
+
+
+def test_pycls_format_with_bgr_stem_loads_to_the_same_logits(tmp_path):
+    ref, spec, path = fixture("y")
+    pycls = timm_to_pycls(path)
     assert "s1.b1.f.se.f_ex.0.weight" in pycls and "s1.b1.proj.weight" in pycls and "s1.b1.f.c_bn.running_var" in pycls
     save_file(pycls, str(tmp_path / "pycls.safetensors"))
     model = tiny_model(spec, weights=str(tmp_path / "pycls.safetensors"))
@@ -240,13 +246,7 @@ def test_keras2_tag_selects_the_keras2_architecture_and_conflicts_are_refused():
 def test_pycls_pyth_checkpoint_loads_when_torch_is_installed(tmp_path):
     torch = pytest.importorskip("torch")  # .pyth needs torch; CI without it skips this format only
     ref, spec, path = fixture("x")
-    inverse = {v: k for k, v in convert._PYCLS_TIMM.items()}
-    state = {}
-    for key, value in load_file(path).items():
-        m = re.match(r"^(s\d+\.b\d+)\.(.+)\.(\w+)$", key)
-        if m and m.group(2) in inverse:
-            key = f"{m.group(1)}.{inverse[m.group(2)]}.{m.group(3)}"
-        state[key] = torch.from_numpy(value[:, ::-1].copy() if key == "stem.conv.weight" else value)
+    state = {key: torch.from_numpy(value) for key, value in timm_to_pycls(path).items()}
     torch.save({"epoch": 99, "model_state": state}, str(tmp_path / "model.pyth"))  # pycls's checkpoint layout
     model = tiny_model(spec, weights=str(tmp_path / "model.pyth"))
     assert np.abs(model.predict(ref["images"].astype("float32"), verbose=0) - ref["logits"]).max() <= 1e-4

@@ -69,9 +69,9 @@ def _int_list(text, flag):
 
 def _eval_defaults(arch, weights):
     """The registry's eval config for named weights, else {}."""
-    if arch and isinstance(weights, str) and (weights == "imagenet" or weights.startswith("imagenet:")):
-        from keras_regnet.weights import get_weights_info
+    from keras_regnet.weights import get_weights_info, is_registry_weights
 
+    if arch and is_registry_weights(weights):
         info = get_weights_info(arch, weights)
         return {k: info[k] for k in ("size", "crop_pct", "interpolation") if k in info}
     return {}

@@ -54,10 +54,10 @@ def find_images(paths):
 
 def eval_config(model_name, weights, size=None, crop_pct=None, interpolation=None):
     """(size, crop_pct, interpolation): flags first, then the registry entry of ``weights``, then 224/0.875/bicubic."""
-    from keras_regnet.weights import get_weights_info
+    from keras_regnet.weights import get_weights_info, is_registry_weights
 
     info = {}
-    if weights == "imagenet" or weights.startswith("imagenet:"):
+    if is_registry_weights(weights):
         info = get_weights_info(model_name, weights)
     return (
         size or info.get("size", 224),

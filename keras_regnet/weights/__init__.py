@@ -22,7 +22,7 @@ from keras_regnet.weights.download import (
     fetch,
     sha256_of,
 )
-from keras_regnet.weights.registry import REGISTRY, get_weights_info, list_weights, timm_arch
+from keras_regnet.weights.registry import REGISTRY, get_weights_info, is_registry_weights, list_weights, timm_arch
 
 __all__ = [
     "load_weights",
@@ -43,10 +43,6 @@ def __getattr__(name):
 
         return WeightsMismatchError
     raise AttributeError(name)
-
-
-def _is_named(weights):
-    return isinstance(weights, str) and (weights == "imagenet" or weights.startswith("imagenet:"))
 
 
 def atomic_save_weights(model, path):
@@ -127,7 +123,7 @@ def load_weights(model, weights, arch=None, include_top=True):
     tensor, ``WeightsDownloadError`` when registry weights cannot be fetched, ``WeightsIntegrityError`` when a
     file's sha256 changed. The model is never left partially loaded by a foreign-format file.
     """
-    if _is_named(weights):
+    if is_registry_weights(weights):
         if arch is None:
             raise ValueError(f"weights={weights!r} needs a paper model; pass a file path for custom models.")
         return _load_named(model, weights, arch, include_top)

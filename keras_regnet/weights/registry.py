@@ -187,6 +187,11 @@ def _build_registry():
 REGISTRY = _build_registry()
 
 
+def is_registry_weights(weights) -> bool:
+    """Whether ``weights`` names registry weights ('imagenet' or 'imagenet:<tag>') rather than a file."""
+    return isinstance(weights, str) and (weights == "imagenet" or weights.startswith("imagenet:"))
+
+
 def split_weights_name(weights: str) -> str:
     """'imagenet' -> 'pycls_in1k' (the default tag); 'imagenet:ra3_in1k' or 'ra3_in1k' -> 'ra3_in1k'."""
     if weights == "imagenet":
