@@ -2,9 +2,9 @@
 
 :func:`load_dataset` reads three kinds of source through one call:
 
-- ``"digits"``: scikit-learn's embedded 8x8 handwritten digits (1,797 images, 10 classes), upsampled to 32x32 RGB
-  uint8, with a fixed stratified 80/20 ``train``/``test`` split. Needs no network and no files: the demo and test
-  data set.
+- ``"digits"``: scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), shipped in the package
+  (``data/digits.npz``, 46 KB, sha256-checked), upsampled to 32x32 RGB uint8, with a fixed stratified 80/20
+  ``train``/``test`` split. Needs no network and no scikit-learn: the demo and test data set.
 - a local directory of class sub-folders (``"folder:PATH"`` or any existing ``PATH``), either ``PATH/<class>/img``
   (one split, ``train``) or the tfds ImageFolder layout ``PATH/<split>/<class>/img``. Images are decoded in parallel.
 - any tensorflow-datasets image-classification name (``"imagenet2012"``, ``"cifar10"``, ...). The prepared data set
@@ -159,25 +159,53 @@ def _stratified_slice(labels: np.ndarray, start, stop) -> np.ndarray:
 # digits
 
 
-def digits_arrays(split: str = "train"):
-    """The digits split as NumPy arrays: ``(images uint8 (N, 32, 32, 3), labels int64 (N,))``."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+DIGITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "digits.npz")
+# sha256 of DIGITS_FILE (provenance: data/digits.txt); checked on every load.
+DIGITS_SHA256 = "b33b54742028d00d2f482cec2c8238db2906be8c5eda906ff7b323bd7751a861"
+_digits_cache = {}
 
+
+def _digits_raw():
+    """``(images uint8 (1797, 8, 8) in [0, 16], labels int64, test mask bool)`` from the packaged file."""
+    if "raw" not in _digits_cache:
+        import hashlib
+
+        try:
+            with open(DIGITS_FILE, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise FileNotFoundError(
+                f"the packaged digits data {DIGITS_FILE!r} cannot be read ({e.strerror or e}); reinstall keras-regnet."
+            ) from None
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != DIGITS_SHA256:
+            raise ValueError(
+                f"the packaged digits data {DIGITS_FILE!r} is damaged (sha256 {digest[:12]}..., expected "
+                f"{DIGITS_SHA256[:12]}...); reinstall keras-regnet."
+            )
+        import io
+
+        with np.load(io.BytesIO(data)) as z:
+            _digits_cache["raw"] = (z["images"], z["labels"].astype(np.int64), z["test"].astype(bool))
+    return _digits_cache["raw"]
+
+
+def digits_arrays(split: str = "train"):
+    """The digits split as NumPy arrays: ``(images uint8 (N, 32, 32, 3), labels int64 (N,))``.
+
+    The data are scikit-learn's ``load_digits`` shipped in the package (``data/digits.npz``); the fixed
+    stratified train/test split is scikit-learn's ``train_test_split(test_size=0.2, stratify=labels,
+    random_state=0)``, stored with it. No scikit-learn is needed.
+    """
     base, start, stop = _parse_split(split)
     if base not in ("train", "test"):
         raise ValueError(f"the digits data set has splits 'train' and 'test', got {split!r}.")
-    digits = load_digits()
-    images = digits.images  # (1797, 8, 8) float in [0, 16]
-    labels = digits.target.astype(np.int64)
-    train_idx, test_idx = train_test_split(
-        np.arange(len(labels)), test_size=_DIGITS_TEST_FRACTION, stratify=labels, random_state=_SPLIT_SEED
-    )
-    idx = np.sort(train_idx if base == "train" else test_idx)
+    images, labels, test = _digits_raw()
+    idx = np.flatnonzero(test if base == "test" else ~test)
     idx = idx[_stratified_slice(labels[idx], start, stop)]
     # 8x8 -> 32x32 by pixel replication (exact, no interpolation artefacts), grey -> RGB, [0, 16] -> [0, 255].
     factor = _DIGITS_SIZE // images.shape[1]
-    grey = np.round(images[idx] * (255.0 / 16.0)).astype(np.uint8)
+    grey = np.round(images[idx].astype(np.float64) * (255.0 / 16.0)).astype(np.uint8)
     grey = grey.repeat(factor, axis=1).repeat(factor, axis=2)
     return np.repeat(grey[..., None], 3, axis=-1), labels[idx]
 

@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-tfds = pytest.importorskip("tensorflow_datasets")
+import tensorflow as tf  # required by [test]: a broken install must fail, not skip
+import tensorflow_datasets as tfds
 
 from keras_regnet import datasets  # noqa: E402
 from keras_regnet.datasets import load_dataset  # noqa: E402
@@ -24,9 +24,7 @@ def _collect(ds):
 # ------------------------------------------------------------------------------------------------ digits
 
 
-def test_digits_split_is_stratified_disjoint_and_matches_sklearn():
-    from sklearn.datasets import load_digits
-
+def test_digits_split_is_stratified_disjoint_and_exact_upsampled_digits():
     train, info = load_dataset("digits", "train")
     test, tinfo = load_dataset("digits", "test")
     assert (info.num_classes, info.image_shape, info.class_names[:2]) == (10, (32, 32, 3), ("0", "1"))
@@ -39,20 +37,61 @@ def test_digits_split_is_stratified_disjoint_and_matches_sklearn():
     # Stratified: every class in both, proportions within a sample of each other.
     ctr, cte = np.bincount(ytr, minlength=10), np.bincount(yte, minlength=10)
     assert np.all(np.abs(cte / cte.sum() - ctr / ctr.sum()) < 0.01)
-    # Each image is an exact 4x pixel replication of an sklearn digit, grey in all three channels, full range.
-    ref = load_digits()
-    ref_u8 = {np.round(im * 255 / 16).astype(np.uint8).tobytes(): t for im, t in zip(ref.images, ref.target)}
-    for x, y in zip(xtr[:50] + xte[:50], list(ytr[:50]) + list(yte[:50])):
+    # Each image is an exact 4x pixel replication of an 8x8 digit, grey in all three channels, full range.
+    for x in xtr[:50] + xte[:50]:
         assert np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 0], x[..., 2])
         small = x[::4, ::4, 0]
         assert np.array_equal(np.kron(small, np.ones((4, 4), np.uint8)), x[..., 0])
-        assert ref_u8[small.tobytes()] == y
     assert max(int(x.max()) for x in xtr) == 255
     # No image is in both splits (digits has a few exact duplicates, so compare sample indices through counts).
     assert len({x.tobytes() for x in xtr} & {x.tobytes() for x in xte}) <= 5
     # Deterministic.
     again, _ = _collect(load_dataset("digits", "train")[0])
     assert all(np.array_equal(a, b) for a, b in zip(again, xtr))
+
+
+def test_packaged_digits_equal_scikit_learns_data_and_split():
+    """The shipped file is scikit-learn's load_digits, split by its stratified train_test_split (random_state 0)."""
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")  # optional: only this comparison needs it
+    from sklearn.model_selection import train_test_split
+
+    ref = sklearn_datasets.load_digits()
+    target = ref.target.astype(np.int64)
+    train_idx, test_idx = train_test_split(np.arange(len(target)), test_size=0.2, stratify=target, random_state=0)
+    for split, idx in (("train", np.sort(train_idx)), ("test", np.sort(test_idx))):
+        images, labels = datasets.digits_arrays(split)
+        grey = np.round(ref.images[idx] * 255 / 16).astype(np.uint8)
+        expected = np.repeat(grey.repeat(4, axis=1).repeat(4, axis=2)[..., None], 3, axis=-1)
+        assert np.array_equal(images, expected) and np.array_equal(labels, target[idx]), split
+    # Slices as before: stratified within the split, in the fixed order.
+    _, y = datasets.digits_arrays("train[:10%]")
+    assert np.array_equal(np.bincount(y, minlength=10) > 0, np.ones(10, bool))
+
+
+def test_digits_need_no_scikit_learn_and_refuse_a_damaged_file(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['sklearn'] = None\n"  # any sklearn import now raises ImportError
+        "from keras_regnet.datasets import digits_arrays\n"
+        "x, y = digits_arrays('test'); print(x.shape, y.shape, int(y.sum()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    _, y = datasets.digits_arrays("test")
+    assert out.stdout.strip() == f"(360, 32, 32, 3) (360,) {int(y.sum())}"
+    damaged = tmp_path / "digits.npz"
+    data = bytearray(open(datasets.DIGITS_FILE, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(datasets, "DIGITS_FILE", str(damaged))
+    monkeypatch.setattr(datasets, "_digits_cache", {})
+    with pytest.raises(ValueError, match="digits data .* is damaged .*reinstall"):
+        datasets.digits_arrays("train")
+    monkeypatch.setattr(datasets, "DIGITS_FILE", str(tmp_path / "missing.npz"))
+    with pytest.raises(FileNotFoundError, match="cannot be read"):
+        datasets.digits_arrays("train")
 
 
 def test_digits_slices_partition_the_split_per_class():
