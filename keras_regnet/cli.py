@@ -1,19 +1,24 @@
 """The ``keras-regnet`` command line: one sub-command per job, each defined in its own module.
 
-Sub-command modules are imported only when used, so ``keras-regnet models`` starts without loading TensorFlow.
+Only the module of the sub-command being run is imported (``keras-regnet --help`` imports none), and modules import
+TensorFlow inside ``run``, so ``keras-regnet --help`` and ``keras-regnet models`` start without TensorFlow.
 Each module listed in ``COMMANDS`` provides ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Expected errors (bad input, missing files, failed downloads, a missing optional package, Ctrl-C) end the command
+with one line on stderr and a non-zero exit; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name: (module, one-line help)
 COMMANDS = {
     "models": ("keras_regnet.commands.models", "print the 24 paper models with computed vs paper complexity"),
-    "predict": ("keras_regnet.commands.predict", "classify images with pretrained weights (top classes + probabilities)"),
+    "predict": ("keras_regnet.commands.predict", "classify images with a paper model or your .keras model (top classes)"),
     "convert": ("keras_regnet.commands.convert", "convert timm/pycls/Keras 2 RegNet weights to a Keras .weights.h5"),
     "export": ("keras_regnet.commands.export", "SavedModel for TF Serving + TFLite (+ ONNX), verified against Keras, versioned"),
     "sweep": ("keras_regnet.commands.sweep", "sample a design space and proxy-train each model (resumable JSONL)"),
@@ -24,30 +29,180 @@ COMMANDS = {
     "explain": ("keras_regnet.commands.explain", "heatmap overlays of where a classifier looks (Grad-CAM etc., tf-keras-vis)"),
 }
 
+# Sub-commands that never touch Keras/TensorFlow: no TensorFlow start-up for them.
+_NO_TENSORFLOW = {"models", "fit", "edf"}
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every sub-command registered."""
+# Top-level module of an optional package -> the extra that installs it (a ModuleNotFoundError for one of these
+# is an incomplete install, reported in one line).
+_EXTRA_OF_MODULE = {
+    "tensorflow": "tensorflow",
+    "tensorflow_datasets": "train",
+    "yaml": "train",
+    "tensorboard": "train",
+    "importlib_resources": "train",
+    "tqdm": "all",
+    "tf_keras_vis": "explain",
+    "matplotlib": "design",
+    "scipy": "design",
+    "ai_edge_litert": "export",
+    "tf2onnx": "export",
+    "onnx": "export",
+    "onnxruntime": "export",
+    "PIL": "export",
+}
+
+WEIGHTS_NONE = ("none", "random")
+
+
+def _quiet_tensorflow_logs() -> None:
+    """Silence TensorFlow's C++ start-up lines (CUDA probing, CPU features, oneDNN notes) unless the user chose."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr captured: its shared libraries print absl lines before any log level applies.
+
+    The captured output is replayed if the import fails, so a broken install still explains itself.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    import importlib.util
+    import tempfile
+
+    try:
+        if importlib.util.find_spec("tensorflow") is None:
+            return  # not installed: the command says which extra to install when it needs it
+    except (ImportError, ValueError):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
+
+
+def _debug_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error, and TensorFlow's log lines")
+    return parent
+
+
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The top-level parser; ``command`` selects whose flags are registered ("*": all, None: none)."""
     parser = argparse.ArgumentParser(
         prog="keras-regnet",
         description="RegNet and AnyNet (Designing Network Design Spaces, CVPR 2020) for Keras 3.",
+        epilog="Each command has its own --help. Documentation: README.md and docs/ in the source tree.",
     )
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="show the full traceback of an error, and TensorFlow's log lines")
+    from keras_regnet import __version__
+
+    parser.add_argument("--version", action="version", version=f"keras-regnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    parent = _debug_parent()
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[parent])
         p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+        if command == "*" or command == name:
+            importlib.import_module(module).add_arguments(p)
     return parser
+
+
+def _command_in(argv) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is not an option), or None."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def _normalize_weights(args) -> None:
+    """One vocabulary for ``--weights`` everywhere: 'none' (any case) or 'random' means random initialisation."""
+    weights = getattr(args, "weights", None)
+    if isinstance(weights, str) and weights.strip().lower() in WEIGHTS_NONE:
+        args.weights = "none"
+
+
+def _error_line(command: str, error) -> str:
+    """``keras-regnet CMD: error: MESSAGE``; a message longer than a screen is cut (no array dumps)."""
+    message = str(error).strip() or type(error).__name__
+    if len(message) > 1500:
+        message = message[:1500].rstrip() + " ..."
+    return f"keras-regnet {command}: error: {message}"
+
+
+def _missing_module_message(error: ModuleNotFoundError) -> str | None:
+    top = (error.name or "").split(".")[0]
+    extra = _EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return (f"this needs the {top!r} package, which is not installed; "
+            f"install it with: pip install 'keras-regnet[{extra}]'")
 
 
 def main(argv=None) -> int:
     """Entry point of the ``keras-regnet`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
+    if not debug:
+        _quiet_tensorflow_logs()
+    command = _command_in(argv)
     try:
+        parser = build_parser(command)
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("keras-regnet: interrupted", file=sys.stderr)
+        return 130
+    debug = bool(getattr(args, "debug", False))
+    _normalize_weights(args)
+    from keras_regnet._extras import MissingExtraError
+
+    try:
+        if args.command not in _NO_TENSORFLOW and not debug:
+            _import_tensorflow_quietly()
         return int(importlib.import_module(args._module).run(args) or 0)
-    except (ValueError, FileNotFoundError, NotImplementedError) as e:
-        print(f"keras-regnet {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"keras-regnet {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except MissingExtraError as e:
+        if debug:
+            raise
+        print(_error_line(args.command, e), file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        message = _missing_module_message(e)
+        if debug or message is None:
+            raise
+        print(_error_line(args.command, message), file=sys.stderr)
+        return 2
+    except (ValueError, OSError, NotImplementedError) as e:
+        # ValueError: bad input; OSError: missing files (FileNotFoundError), permissions, failed downloads
+        # (keras_regnet.weights.WeightsDownloadError), a full disk.
+        if debug:
+            raise
+        print(_error_line(args.command, e), file=sys.stderr)
         return 2
 
 

@@ -1,16 +1,14 @@
 """Visual explanations: Grad-CAM & co. via tf-keras-vis on RegNet classifiers, CAM registration, overlays, CLI."""
 
+import keras
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
-pytest.importorskip("tf_keras_vis")
-
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf  # noqa: F401  (the [test] install has it: a missing TensorFlow fails, never skips)
+import tf_keras_vis  # noqa: F401  (the [explain] extra, part of [test])
 
 import keras_regnet  # noqa: E402
-from keras_regnet import explain as explain_module  # noqa: E402
-from keras_regnet.explain import METHODS, explain, overlay_heatmap, plot_explanations  # noqa: E402
+from keras_regnet import explanations as explain_module  # noqa: E402
+from keras_regnet.explanations import METHODS, explain, overlay_heatmap, plot_explanations  # noqa: E402
 from keras_regnet.models import build_model  # noqa: E402
 from conftest import TINY  # noqa: E402
 
@@ -207,10 +205,14 @@ def test_explain_works_on_dynamic_inputs_and_named_layers():
     assert maps.shape == (2, 96, 96)
 
 
-def test_package_attribute_is_callable_even_after_importing_the_module():
+def test_package_function_and_module_do_not_shadow_each_other():
     import importlib
+    import types
 
-    importlib.import_module("keras_regnet.explain")
+    module = importlib.import_module("keras_regnet.explanations")
+    assert isinstance(module, types.ModuleType) and type(module) is types.ModuleType  # no __class__ swap
+    assert keras_regnet.explain is module.explain and callable(keras_regnet.explain)
+    assert keras_regnet.plot_explanations is module.plot_explanations
     model = _classifier(classes=3)
     np.testing.assert_allclose(keras_regnet.explain(model, _images(1)), explain(model, _images(1)))
 
@@ -282,7 +284,9 @@ def test_cli_writes_the_overlay_for_a_saved_model(tmp_path, capsys):
     from keras_regnet import cli
 
     model_path = tmp_path / "tiny.keras"
-    _classifier(classes=3).save(model_path)
+    model = _classifier(classes=3)
+    model.set_pretrained_cfg(class_names=["cat", "dog", "fox"])  # the user's class names travel in the file
+    model.save(model_path)
     for i in range(2):
         _write_png(tmp_path / f"img{i}.png", seed=i)
     out = tmp_path / "cam.png"
@@ -290,7 +294,7 @@ def test_cli_writes_the_overlay_for_a_saved_model(tmp_path, capsys):
                    "--class-index", "2", "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "img0.png: class 2 (class 2, p=" in text and f"wrote {out}" in text
+    assert "img0.png: fox (class 2, p=" in text and f"wrote {out}" in text
     assert matplotlib.image.imread(out).shape[:2] == (600, 600)
     assert cli.main(["explain", str(tmp_path / "img0.png"), "--model", str(model_path), "--class-index", "3",
                      "--out", str(out)]) == 2

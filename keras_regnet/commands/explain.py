@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import os
 
-from keras_regnet.commands.predict import (
-    add_eval_transform_arguments,
-    build_classifier,
-    eval_config,
-    find_images,
-    load_image,
-)
+from keras_regnet.commands.predict import add_eval_transform_arguments, find_images, load_for_inference, load_image
 
 
 def add_arguments(parser):
     """Register the command's flags."""
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image files (JPEG, PNG, BMP, GIF) or directories of images; one figure row per image")
-    parser.add_argument("--model", default="RegNetY600MF",
+    parser.add_argument("--model", default=None,
                         help="one of the 24 paper models (e.g. RegNetY600MF, RegNetX-1.6GF), or a saved classifier "
-                             "(.keras file, e.g. a fine-tuned model) (default RegNetY600MF)")
-    parser.add_argument("--weights", default="imagenet",
+                             "(FILE.keras, e.g. a fine-tuned model: its class names and eval transform are used) "
+                             "(default RegNetY600MF)")
+    parser.add_argument("--weights", default=None,
                         help="for a paper model: 'imagenet' (default), a registry tag such as 'imagenet:<tag>', a "
                              "local weights file, or 'none' for random weights (a sanity check: maps are then noise)")
     # No argparse choices: keras_regnet.explain validates the method, so this parser does not import TensorFlow.
@@ -40,34 +35,11 @@ def add_arguments(parser):
     parser.add_argument("--out", default="cam.png", help="output PNG: input and overlay side by side (default cam.png)")
 
 
-def _load(args):
-    """(model, size, crop_pct, interpolation) for a paper model name or a saved .keras classifier."""
-    import keras
-
-    from keras_regnet import models, specs
-
-    if args.model.endswith(".keras"):
-        if not os.path.isfile(args.model):
-            raise FileNotFoundError(f"model file {args.model!r} does not exist.")
-        model = keras.saving.load_model(args.model)
-        fixed = model.inputs[0].shape[1]
-        return model, args.size or fixed or 224, args.crop_pct or 0.875, args.interpolation or "bicubic"
-    name = specs.canonical_name(args.model)
-    weights = None if args.weights.lower() == "none" else args.weights
-    if weights is None:
-        size = args.size or 224
-        model = models.build_model(name, weights=None, input_shape=(size, size, 3))
-        return model, size, args.crop_pct or 0.875, args.interpolation or "bicubic"
-    size, crop_pct, interpolation = eval_config(name, weights, args.size, args.crop_pct, args.interpolation)
-    return build_classifier(name, weights, size), size, crop_pct, interpolation
-
-
 def run(args):
     """Explain each image's prediction and write one PNG with input and heatmap overlay per row."""
     import numpy as np
 
-    from keras_regnet.explain import explain, plot_explanations
-    from keras_regnet.preprocessing import imagenet_class_index
+    from keras_regnet.explanations import explain, plot_explanations
 
     if not 0 <= args.alpha <= 1:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}.")
@@ -76,17 +48,19 @@ def run(args):
     if not args.out.lower().endswith(".png"):
         raise ValueError(f"--out must be a .png file, got {args.out!r}.")
     files = find_images(args.images)
-    model, size, crop_pct, interpolation = _load(args)
+    model, names, size, crop_pct, interpolation = load_for_inference(args)
     images = np.stack([load_image(f, size, crop_pct, interpolation) for f in files])
     probs = np.asarray(model.predict(images, verbose=0))
     classes = probs.shape[-1]
+    if args.class_index is not None and not 0 <= args.class_index < classes:
+        raise ValueError(f"--class-index {args.class_index} out of range: the model has {classes} classes "
+                         f"(0..{classes - 1}).")
     targets = np.argmax(probs, axis=-1) if args.class_index is None else np.full(len(files), args.class_index)
     kwargs = {"max_N": args.max_n or None} if args.method == "scorecam" else {}
     heatmaps = explain(model, images, method=args.method, class_index=targets, layer=args.layer, **kwargs)
-    labels = imagenet_class_index() if classes == 1000 else {}
     titles = []
     for path, target, row in zip(files, targets, probs):
-        label = labels.get(int(target), (None, f"class {int(target)}"))[1]
+        label = names[int(target)] if int(target) < len(names) else f"class {int(target)}"
         titles.append(f"{args.method}: {label} (p={row[target]:.2f})")
         print(f"{path}: {label} (class {int(target)}, p={row[target]:.4f})")
     plot_explanations(images, heatmaps, titles=titles, path=args.out, alpha=args.alpha)

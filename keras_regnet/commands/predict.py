@@ -11,15 +11,21 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 def add_arguments(parser):
     """Register the command's flags."""
     parser.add_argument("images", nargs="+", metavar="IMAGE",
-                        help="image files (JPEG, PNG, BMP, GIF) or directories of images (read in batches)")
-    parser.add_argument("--model", default="RegNetY600MF",
-                        help="one of the 24 paper models, e.g. RegNetY600MF or RegNetX-1.6GF (default RegNetY600MF)")
-    parser.add_argument("--weights", default="imagenet",
-                        help="'imagenet' (the paper's weights, default), a registry tag such as 'imagenet:ra3_in1k' "
-                             "(see keras_regnet.list_weights), or a local weights file (.weights.h5, .keras, "
-                             ".safetensors, .pyth, Keras 2 .h5)")
+                        help="image files (JPEG, PNG, BMP, GIF, WebP) or directories of images (read in batches)")
+    parser.add_argument("--model", default=None,
+                        help="one of the 24 paper models (e.g. RegNetY600MF, RegNetX-1.6GF, RegNetY006), or your "
+                             "own saved model (FILE.keras, e.g. a fine-tuned best.keras: its class names and eval "
+                             "transform are used) (default RegNetY600MF)")
+    parser.add_argument("--weights", default=None,
+                        help="for a paper model: 'imagenet' (the paper's weights, default), a registry tag such as "
+                             "'imagenet:ra3_in1k' (see keras_regnet.list_weights), a local weights file "
+                             "(.weights.h5, .safetensors, .pyth, Keras 2 .h5), a whole model (.keras, same as "
+                             "--model FILE.keras), or 'none' (random weights)")
     parser.add_argument("--top", type=int, default=5, help="how many classes to print per image (default 5)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    parser.add_argument("--max-pixels", type=int, default=None,
+                        help="refuse images whose header declares more pixels than this, before decoding "
+                             "(default 40 million)")
     add_eval_transform_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
 
@@ -70,66 +76,159 @@ def build_classifier(model_name, weights, size):
     """The model with its ImageNet head; Keras 2 ``.h5`` files get the Keras 2 architecture they need."""
     from keras_regnet import convert, models
 
+    if weights is None or str(weights).lower() == "none":
+        return models.build_model(model_name, weights=None, input_shape=(size, size, 3))
     kwargs = {}
     if os.path.isfile(weights) and weights.endswith(".h5") and convert.is_keras2_h5(weights):
         kwargs = {"padding": "same", "normalization": "unit"}
     return models.build_model(model_name, weights=weights, input_shape=(size, size, 3), **kwargs)
 
 
-def load_image(path, size, crop_pct, interpolation):
-    """Decode an image file to RGB and apply the eval transform (float32, [0, 255])."""
+def model_source(args):
+    """``(model_file, model_name, weights)`` from --model/--weights: a .keras file is a whole model of its own."""
+    model, weights = args.model, args.weights
+    if weights is not None and weights.lower().endswith(".keras"):
+        if model is not None and model.lower().endswith(".keras"):
+            raise ValueError("give the .keras model once: --model FILE.keras (it holds its own weights).")
+        if model is not None:
+            raise ValueError(
+                f"--weights {weights!r} is a whole saved model, not weights for {model!r}: "
+                f"use --model {weights!r} (without --model NAME)."
+            )
+        return weights, None, None
+    if model is not None and model.lower().endswith(".keras"):
+        if weights is not None:
+            raise ValueError(f"--weights cannot be used with --model {model!r}: a .keras file holds its own weights.")
+        return model, None, None
+    if model is not None and os.path.exists(model):
+        raise ValueError(
+            f"--model {model!r} is a file but not a .keras model; give a paper model name with the file as "
+            "--weights (e.g. --model RegNetY600MF --weights model.safetensors)."
+        )
+    return None, model or "RegNetY600MF", "imagenet" if weights is None else weights
+
+
+def load_for_inference(args):
+    """``(model, class names, size, crop_pct, interpolation)`` for --model/--weights and the eval flags."""
+    from keras_regnet import models, specs
+    from keras_regnet.weights import WeightsIntegrityError
+
+    path, name, weights = model_source(args)
+    if path is not None:
+        model = models.load_model(path)
+        if len(model.inputs) != 1 or len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
+            raise ValueError(f"{path!r} is not an image classifier (one image input, one (batch, classes) output).")
+        size, crop_pct, interpolation = models.eval_config(model, args.size, args.crop_pct, args.interpolation)
+        return model, models.class_names(model), size, crop_pct, interpolation
+    name = specs.canonical_name(name)
+    if weights == "none":
+        weights = None
+    size, crop_pct, interpolation = eval_config(name, weights, args.size, args.crop_pct, args.interpolation)
+    try:
+        model = build_classifier(name, weights, size)
+    except WeightsIntegrityError as e:
+        raise ValueError(str(e)) from None
+    return model, models.class_names(model), size, crop_pct, interpolation
+
+
+def read_image_bytes(path, max_pixels=None):
+    """The file's bytes, refused (ValueError) before decoding when its header declares too many pixels."""
+    from keras_regnet.export.image_guard import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_image_bytes
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        check_image_bytes(data, max_pixels or DEFAULT_MAX_PIXELS, what=repr(path))
+    except ImageTooLargeError:
+        raise
+    except ValueError as e:
+        raise ValueError(f"{path!r} is not an image keras-regnet can decode (JPEG, PNG, BMP, GIF, WebP): {e}") from None
+    return data
+
+
+def load_image(path, size, crop_pct, interpolation, max_pixels=None):
+    """Read an image file (size-checked before decoding), decode to RGB and apply the eval transform (float32, [0, 255])."""
     import tensorflow as tf
 
     from keras_regnet.preprocessing import resize_and_center_crop
 
+    data = read_image_bytes(path, max_pixels)
     try:
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except tf.errors.InvalidArgumentError:
-        raise ValueError(f"{path!r} is not an image TensorFlow can decode (JPEG, PNG, BMP, GIF).") from None
+        raise ValueError(f"{path!r} is not an image TensorFlow can decode (JPEG, PNG, BMP, GIF, WebP).") from None
     return resize_and_center_crop(image, size, crop_pct, interpolation).numpy()
 
 
-def predict(files, model, size, crop_pct, interpolation, top=5, batch_size=32, progress=False):
-    """Yield (path, [(wordnet id, label, probability), ...]) for each file, in order, batch by batch."""
+def as_probabilities(outputs):
+    """Model outputs as probabilities: a softmax head's output as it is, logits through a softmax."""
     import numpy as np
-    from tqdm import tqdm
 
-    from keras_regnet.preprocessing import decode_predictions
+    outputs = np.asarray(outputs, dtype="float64")
+    if outputs.size and outputs.min() >= 0 and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3):
+        return outputs
+    shifted = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
-    bar = tqdm(total=len(files), unit="img", disable=not progress)
+
+def predict(files, model, size, crop_pct, interpolation, top=5, batch_size=32, progress=False, class_names=None,
+            max_pixels=None):
+    """Yield (path, [(class index, label, probability), ...]) for each file, in order, batch by batch."""
+    import numpy as np
+
+    try:
+        from tqdm import tqdm
+    except ImportError:  # progress bars are optional
+        tqdm = None
+    if class_names is None:
+        from keras_regnet import models
+
+        class_names = models.class_names(model)
+    bar = tqdm(total=len(files), unit="img", disable=not progress) if tqdm is not None else None
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
-        batch = np.stack([load_image(f, size, crop_pct, interpolation) for f in chunk])
-        probs = model.predict(batch, verbose=0)
-        bar.update(len(chunk))
-        yield from zip(chunk, decode_predictions(probs, top=top))
-    bar.close()
+        batch = np.stack([load_image(f, size, crop_pct, interpolation, max_pixels) for f in chunk])
+        probs = as_probabilities(model.predict(batch, verbose=0))
+        if bar is not None:
+            bar.update(len(chunk))
+        for path, row in zip(chunk, probs):
+            best = np.argsort(-row, kind="stable")[:top]
+            yield path, [(int(i), class_names[i], float(row[i])) for i in best]
+    if bar is not None:
+        bar.close()
 
 
 def run(args):
     """Classify the images and print the top classes of each."""
-    from keras_regnet import specs
-    from keras_regnet.weights import WeightsDownloadError, WeightsIntegrityError
-
-    if args.top < 1 or args.top > 1000:
-        raise ValueError(f"--top must be between 1 and 1000, got {args.top}.")
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}.")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}.")
-    name = specs.canonical_name(args.model)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise ValueError(f"--max-pixels must be positive, got {args.max_pixels}.")
     files = find_images(args.images)
-    size, crop_pct, interpolation = eval_config(name, args.weights, args.size, args.crop_pct, args.interpolation)
-    try:
-        model = build_classifier(name, args.weights, size)
-    except (WeightsDownloadError, WeightsIntegrityError) as e:
-        raise ValueError(str(e)) from None
-    for path, preds in predict(files, model, size, crop_pct, interpolation, args.top, args.batch_size,
-                               progress=len(files) > args.batch_size):
+    model, names, size, crop_pct, interpolation = load_for_inference(args)
+    top = min(args.top, len(names))
+    wnids = None
+    if len(names) == 1000:
+        from keras_regnet.preprocessing import imagenet_class_index
+
+        index = imagenet_class_index()
+        if [index[i][1] for i in range(1000)] == list(names):
+            wnids = [index[i][0] for i in range(1000)]
+    for path, preds in predict(files, model, size, crop_pct, interpolation, top, args.batch_size,
+                               progress=len(files) > args.batch_size, class_names=names,
+                               max_pixels=args.max_pixels):
         if args.json:
-            print(json.dumps({"image": path, "top": [
-                {"wnid": w, "label": label, "probability": round(p, 6)} for w, label, p in preds
-            ]}))
+            rows = []
+            for i, label, p in preds:
+                row = {"class_index": i, "label": label, "probability": round(p, 6)}
+                if wnids is not None:
+                    row["wnid"] = wnids[i]
+                rows.append(row)
+            print(json.dumps({"image": path, "top": rows}))
         else:
             print(path)
-            for w, label, p in preds:
-                print(f"  {p:8.4f}  {w}  {label}")
+            for i, label, p in preds:
+                print(f"  {p:8.4f}  {wnids[i] if wnids else i}  {label}")
     return 0

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import tempfile
-import types
 
 import keras
 import numpy as np
@@ -301,14 +299,3 @@ def plot_explanations(images, heatmaps, titles=None, path=None, alpha=0.45, colo
             os.unlink(tmp)
             raise
     return fig
-
-
-class _CallableModule(types.ModuleType):
-    """Importing ``keras_regnet.explain`` binds the package attribute to this module, shadowing the function of the
-    same name; making the module callable keeps ``keras_regnet.explain(model, images)`` working either way."""
-
-    def __call__(self, *args, **kwargs):
-        return explain(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
