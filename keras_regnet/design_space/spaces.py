@@ -6,6 +6,12 @@ spec dicts (``RegNetParams/AnyNetParams.to_dict()``) that :func:`keras_regnet.mo
 
 Sampling distributions follow pycls's sweep samplers: depths uniform, widths and w0/wa/wm log-uniform
 (quantized to 8, 0.1 and 0.001), b and g uniform over their allowed values.
+
+Candidates are drawn in batches of 1024 and filtered with the analytic complexity computed for the whole batch
+in NumPy (:mod:`keras_regnet.design_space.vectorized`, equal to :func:`keras_regnet.complexity` for every
+candidate). RegNet spaces draw exactly the sequence they drew before batching; AnyNet spaces draw each batch's
+parameters column by column, so a seed gives other samples than the one-candidate-at-a-time sampler of
+keras-regnet <= 0.3 (same distribution; ``SAMPLER_VERSION`` is recorded with sweep results).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import numpy as np
 
 from keras_regnet import design, specs
 from keras_regnet.complexity import anynet_complexity
+from keras_regnet.design_space import vectorized
 
 __all__ = [
     "DesignSpace",
@@ -27,7 +34,12 @@ __all__ = [
     "RegimeUnreachableError",
     "SPACES",
     "get_space",
+    "SAMPLER_VERSION",
 ]
+
+# 2: batched candidates (AnyNet sequences per seed differ from version 1; RegNet sequences are unchanged).
+SAMPLER_VERSION = 2
+_BATCH = 1024
 
 BOTTLENECK_RATIOS = (1, 2, 4)
 GROUP_WIDTHS = (1, 2, 4, 8, 16, 32)
@@ -88,6 +100,17 @@ class Regime:
                 return False
         return True
 
+    def contains_batch(self, cx: dict) -> np.ndarray:
+        """Boolean mask: which entries of a complexity dict of arrays lie inside every range that is set."""
+        n = len(cx["flops"])
+        inside = np.ones(n, dtype=bool)
+        for field in ("flops", "params", "acts"):
+            rng = getattr(self, field)
+            if rng is not None:
+                v = cx[field]
+                inside &= (v >= rng[0]) & (v <= rng[1])
+        return inside
+
     def to_dict(self) -> dict:
         """JSON form (stored with sweep results so a resumed sweep can check it runs the same regime)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -122,10 +145,24 @@ class DesignSpace:
         """One candidate (RegNetParams or AnyNetParams) from the space, before any regime filter."""
         raise NotImplementedError
 
-    def candidates(self, rng: np.random.Generator):
-        """Endless stream of candidates; subclasses may draw in batches for speed (same stream per seed)."""
+    def batches(self, rng: np.random.Generator, regime: "Regime"):
+        """Endless stream of candidate batches ``(make, cx)``: ``cx`` holds int arrays of flops, params and acts
+        at the regime's input size, ``make(i)`` builds the i-th candidate's params object.
+
+        The default draws one candidate at a time with :meth:`draw`; the paper's spaces override it with
+        vectorised NumPy versions.
+        """
         while True:
-            yield self.draw(rng)
+            ps = [self.draw(rng) for _ in range(64)]
+            cxs = [regime.measure(p) for p in ps]
+            cx = {k: np.array([c[k] for c in cxs], dtype=np.int64) for k in ("flops", "params", "acts")}
+            yield ps.__getitem__, cx
+
+    def candidates(self, rng: np.random.Generator, regime: "Regime | None" = None):
+        """Endless stream of candidates (params objects), in the order the sampler considers them."""
+        for make, cx in self.batches(rng, regime or Regime()):
+            for i in range(len(cx["flops"])):
+                yield make(i)
 
     def violations(self, spec: dict) -> list:
         """The space's constraints that a spec dict breaks (empty when it belongs to the space)."""
@@ -146,24 +183,33 @@ class DesignSpace:
         if isinstance(max_tries, bool) or not isinstance(max_tries, numbers.Integral) or max_tries < 1:
             raise ValueError(f"max_tries must be a positive integer, got {max_tries!r}.")
         regime = regime or Regime()
-        candidates = self.candidates(np.random.default_rng(seed))
-        while True:
-            seen = {"flops": [math.inf, 0], "params": [math.inf, 0]}
-            for _ in range(max_tries):
-                p = next(candidates)
-                cx = regime.measure(p)
-                if regime.contains(cx):
-                    yield p.to_dict(), cx
+        run = 0  # consecutive rejections so far
+        seen = {"flops": [math.inf, 0], "params": [math.inf, 0]}
+        for make, cx in self.batches(np.random.default_rng(seed), regime):
+            n = len(cx["flops"])
+            inside = regime.contains_batch(cx)
+            prev = 0
+            for a in [*np.flatnonzero(inside).tolist(), None]:
+                stop = n if a is None else a
+                over = run + (stop - prev) >= max_tries
+                if over:
+                    stop = prev + max_tries - run
+                if stop > prev:
+                    for k, v in seen.items():
+                        v[0], v[1] = min(v[0], int(cx[k][prev:stop].min())), max(v[1], int(cx[k][prev:stop].max()))
+                if over:
+                    raise RegimeUnreachableError(
+                        f"no {self.name} sample satisfied the regime ({regime.describe()}) in {max_tries} tries; "
+                        f"candidates had flops {seen['flops'][0] / 1e6:.3g}-{seen['flops'][1] / 1e6:.3g} M and "
+                        f"params {seen['params'][0] / 1e6:.3g}-{seen['params'][1] / 1e6:.3g} M. Widen the range, "
+                        "change the resolution, or raise max_tries."
+                    )
+                if a is None:
+                    run += stop - prev
                     break
-                for k, v in seen.items():
-                    v[0], v[1] = min(v[0], cx[k]), max(v[1], cx[k])
-            else:
-                raise RegimeUnreachableError(
-                    f"no {self.name} sample satisfied the regime ({regime.describe()}) in {max_tries} tries; "
-                    f"candidates had flops {seen['flops'][0] / 1e6:.3g}-{seen['flops'][1] / 1e6:.3g} M and params "
-                    f"{seen['params'][0] / 1e6:.3g}-{seen['params'][1] / 1e6:.3g} M. Widen the range, change the "
-                    "resolution, or raise max_tries."
-                )
+                yield make(a).to_dict(), {k: int(cx[k][a]) for k in ("flops", "params", "acts")}
+                run, prev = 0, a + 1
+                seen = {"flops": [math.inf, 0], "params": [math.inf, 0]}
 
     def sample(self, n, seed=0, regime: Regime | None = None, max_tries=50_000) -> list:
         """``n`` spec dicts, deterministic for a seed; ``sample(k)`` is a prefix of ``sample(n)`` for k < n."""
@@ -225,6 +271,32 @@ class AnyNetSpace(DesignSpace):
             depths.sort()
         widths, bs, gs = design.adjust_block_compatibility(widths, bs, gs)
         return specs.AnyNetParams(depths, widths, bs, gs, stem_width=self.stem_width, stem=self.stem)
+
+    def batches(self, rng, regime, batch=_BATCH):
+        # The rules of draw(), one column of the batch at a time: i.i.d. rows with draw()'s distribution.
+        n = self.num_stages
+        nb = 1 if self.shared_bottleneck else n
+        ng = 1 if self.shared_group else n
+        b_values = np.asarray(self.bottleneck_ratios, dtype=np.float64)
+        g_values = np.asarray(self.group_widths, dtype=np.int64)
+        while True:
+            depths = rng.integers(1, self.max_depth + 1, size=(batch, n))
+            widths = _log_uniform(rng, 8, self.max_width, 8, size=(batch, n))
+            bs = np.broadcast_to(b_values[rng.integers(len(b_values), size=(batch, nb))], (batch, n))
+            gs = np.broadcast_to(g_values[rng.integers(len(g_values), size=(batch, ng))], (batch, n))
+            if self.increasing_widths:
+                widths = np.sort(widths, axis=1)
+            if self.increasing_depths:
+                depths = np.sort(depths, axis=1)
+            ws, gs = vectorized.adjust_block_compatibility(widths, bs, gs)
+            cx = vectorized.anynet_complexity(depths, ws, bs, gs, 0.0, self.stem_width, self.stem,
+                                              regime.resolution, regime.classes)
+
+            def make(i, depths=depths, ws=ws, bs=bs, gs=gs):
+                return specs.AnyNetParams(depths[i].tolist(), ws[i].tolist(), bs[i].tolist(), gs[i].tolist(),
+                                          stem_width=self.stem_width, stem=self.stem)
+
+            yield make, cx
 
     def violations(self, spec):
         p = specs.params_from_dict(spec) if isinstance(spec, dict) else spec
@@ -332,10 +404,14 @@ class RegNetSpace(DesignSpace):
     def draw(self, rng):
         return next(self.candidates(rng))
 
-    def candidates(self, rng, batch=1024):
-        # Parameters are drawn in batches and a vectorised stage count discards most candidates cheaply; the
-        # stage-count constraint is part of the space (not the regime), so it is resolved here.
+    def batches(self, rng, regime, batch=_BATCH):
+        # Parameters are drawn in batches (the same draws, in the same order, as every earlier version), the
+        # generator and the stage-count constraint of the space are evaluated for the whole batch, and the
+        # candidates with the allowed number of stages are measured in NumPy. Candidates whose generator rounding
+        # is within 1e-6 of a tie are recomputed with the scalar reference, so the result is exact.
         lo, hi = self.num_stages
+        b_values = np.asarray(self.bottleneck_ratios, dtype=np.float64)
+        g_values = np.asarray(self.group_widths, dtype=np.int64)
         while True:
             d = rng.integers(self.depth[0], self.depth[1] + 1, size=batch)
             w0 = _log_uniform(rng, self.w0[0], self.w0[1], 8, size=batch)
@@ -343,21 +419,46 @@ class RegNetSpace(DesignSpace):
             wm = np.round(_log_uniform(rng, self.wm[0], self.wm[1], 0.001, size=batch), 3)
             b = rng.integers(len(self.bottleneck_ratios), size=batch)
             g = rng.integers(len(self.group_widths), size=batch)
-            # Approximate stage count (float rounding may differ by one stage from design.generate_regnet, so
-            # the pre-filter is one stage lenient and the exact count decides below).
-            j = np.arange(self.depth[1])[None, :]
-            u = w0[:, None] + wa[:, None] * j
-            s = np.round(np.log(u / w0[:, None]) / np.log(wm[:, None]))
-            ws = np.round(w0[:, None] * np.power(wm[:, None], s) / 8)
-            steps = (np.diff(ws, axis=1) != 0) & (j[:, 1:] < d[:, None])
-            approx = 1 + steps.sum(axis=1)
-            for i in np.flatnonzero((approx >= lo - 1) & (approx <= hi + 1)):
-                di, w0i, wai, wmi = int(d[i]), int(w0[i]), float(wa[i]), float(wm[i])
-                if lo <= len(design.generate_regnet(w0i, wai, wmi, di)[0]) <= hi:
-                    yield specs.RegNetParams(
-                        di, w0i, wai, wmi, int(self.group_widths[g[i]]), float(self.bottleneck_ratios[b[i]]),
-                        self.se_ratio, self.stem_width, self.stem,
-                    )
+            # A RegNet has at most round(log(u_max / w0) / log(wm)) + 1 <= d stages: rows that cannot reach lo
+            # stages are dropped before the per-block arrays are built (with a margin, so the bound is safe).
+            r_max = np.log((d - 1) * wa / w0 + 1) / np.log(wm)
+            rows = np.flatnonzero((r_max >= lo - 1.5 - 1e-6) & (d >= lo))
+            starts, block_w, tie = vectorized.regnet_stages(d[rows], w0[rows], wa[rows], wm[rows], self.depth[1])
+            count = starts.sum(axis=1)
+            fast_r = np.flatnonzero(~tie & (count >= lo) & (count <= hi))
+            fast = rows[fast_r]
+            tie = rows[tie]
+            exact = {}
+            for i in tie:
+                p = self._params(d[i], w0[i], wa[i], wm[i], b_values[b[i]], g_values[g[i]])
+                a = p.to_anynet()
+                if lo <= len(a.depths) <= hi:
+                    exact[int(i)] = anynet_complexity(a, resolution=regime.resolution, classes=regime.classes)
+            keep = np.union1d(fast, np.fromiter(exact, dtype=np.int64, count=len(exact))).astype(np.int64)
+            cx = {k: np.zeros(keep.size, np.int64) for k in ("flops", "params", "acts")}
+            sel = np.isin(keep, fast)
+            if fast.size:
+                depths, widths = vectorized.regnet_stage_arrays(d[fast], starts[fast_r], block_w[fast_r], hi)
+                bs = np.broadcast_to(b_values[b[fast]][:, None], depths.shape)
+                gs = np.broadcast_to(g_values[g[fast]][:, None], depths.shape)
+                ws, gs = vectorized.adjust_block_compatibility(widths, bs, gs)
+                fcx = vectorized.anynet_complexity(depths, ws, bs, gs, self.se_ratio, self.stem_width, self.stem,
+                                                   regime.resolution, regime.classes)
+                for k in cx:
+                    cx[k][sel] = fcx[k]
+            for pos in np.flatnonzero(~sel):
+                for k in cx:
+                    cx[k][pos] = exact[int(keep[pos])][k]
+
+            def make(j, keep=keep, d=d, w0=w0, wa=wa, wm=wm, b=b, g=g):
+                i = keep[j]
+                return self._params(d[i], w0[i], wa[i], wm[i], b_values[b[i]], g_values[g[i]])
+
+            yield make, cx
+
+    def _params(self, d, w0, wa, wm, b, g):
+        return specs.RegNetParams(int(d), int(w0), float(wa), float(wm), int(g), float(b), self.se_ratio,
+                                  self.stem_width, self.stem)
 
     def violations(self, spec):
         p = specs.params_from_dict(spec) if isinstance(spec, dict) else spec
