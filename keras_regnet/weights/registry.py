@@ -124,16 +124,25 @@ _PYCLS_TIMM_TOP1 = {
 _TIMM_CSV = "timm results/results-imagenet.csv (commit 0173a13)"
 
 
+# Hub commits to pin per repository ({repo: 40-hex commit}), making downloads reproducible: a pinned entry fetches
+# /resolve/<commit>/ instead of /resolve/main/. Empty: the commits could not be looked up when this table was
+# written (no network), so every entry follows "main" and relies on the Hub's published LFS sha256 plus the sha256
+# pinned at first download (see weights.download).
+_REVISIONS = {}
+
+
 def _hf_entry(arch, tag, size, crop_pct, license, origin, top1, top1_source, top1_timm=None):
     repo = f"timm/{arch}.{tag}"
+    revision = _REVISIONS.get(repo, "main")
     return {
         "tag": tag,
         "source": "hf",
         "repo": repo,
         "filename": "model.safetensors",
-        "revision": "main",
-        "url": f"{_HF}/{repo}/resolve/main/model.safetensors",
+        "revision": revision,
+        "url": f"{_HF}/{repo}/resolve/{revision}/model.safetensors",
         "format": "timm",
+        "classes": 1000,
         "top1": top1,
         "top1_source": top1_source,
         "top1_timm": top1_timm,
@@ -170,6 +179,7 @@ def _build_registry():
                 "sha256": _KERAS2_SHA256[key][0],
                 "sha256_notop": _KERAS2_SHA256[key][1],
                 "format": "keras2",
+                "classes": 1000,
                 "top1": None,
                 "top1_source": None,
                 "top1_timm": None,
@@ -203,6 +213,7 @@ def get_weights_info(model_name: str, tag: str = "imagenet") -> dict:
     """The registry entry of ``model_name``'s weights ``tag`` ('imagenet', 'imagenet:<tag>' or '<tag>').
 
     Returns a copy with: ``model``, ``tag``, ``weights`` (the string to pass as ``weights=``), ``url``, ``format``,
+    ``revision`` (Hub entries: a pinned commit, or "main"), ``classes`` (of the file's classifier),
     ``top1`` (+ ``top1_source``), the eval config ``size``, ``crop_pct``, ``interpolation``, ``license``,
     ``origin`` and ``architecture`` (builder options the weights need, e.g. Keras 2's padding).
     """
