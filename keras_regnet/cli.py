@@ -27,6 +27,7 @@ COMMANDS = {
     "compare": ("keras_regnet.commands.compare", "design-space comparison in one command (demo: digits, no network)"),
     "train": ("keras_regnet.commands.train", "train with the paper's ImageNet recipe or fine-tune (resumable, tf.distribute)"),
     "explain": ("keras_regnet.commands.explain", "heatmap overlays of where a classifier looks (Grad-CAM etc., tf-keras-vis)"),
+    "cache": ("keras_regnet.commands.cache", "list, verify or clear downloaded/converted weights and their sha256 pins"),
 }
 
 # Sub-commands that never touch Keras/TensorFlow: no TensorFlow start-up for them.
