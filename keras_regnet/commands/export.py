@@ -32,7 +32,12 @@ def add_arguments(parser):
                         help="bytes signature resize method (default: the weights' value, bicubic)")
     parser.add_argument("--tflite", default="fp32,fp16,dynamic,int8",
                         help="comma-separated TFLite variants to write: fp32, fp16, dynamic (int8 weights), int8 "
-                             "(full integer, calibrated); 'none' for no TFLite (default: all four)")
+                             "(full integer, calibrated, float input), int8_uint8in (full integer with uint8 input "
+                             "pixels in [0, 255], for camera pipelines); 'none' for no TFLite (default: "
+                             "fp32,fp16,dynamic,int8)")
+    parser.add_argument("--max-pixels", type=int, default=40_000_000,
+                        help="serving_bytes refuses (per request, before decoding) images whose header declares "
+                             "more pixels than this: decompression bombs (default 40000000, 40 megapixels)")
     parser.add_argument("--onnx", action="store_true", help="also write an ONNX model (tf2onnx), checked with onnxruntime")
     parser.add_argument("--representative", default="samples",
                         help="images that calibrate int8 and verify every artifact: 'samples' (generated, default), "
@@ -47,8 +52,8 @@ def add_arguments(parser):
                              "this fraction of the verification images (default 0.9)")
     parser.add_argument("--top-k", type=int, default=5, help="classes returned in top_k_classes/top_k_scores (default 5)")
     parser.add_argument("--labels", default=None,
-                        help="text file with one class name per line, for top_k_labels (default: ImageNet names for "
-                             "1000-class models)")
+                        help="text file with one class name per line, for top_k_labels (default: the model's own "
+                             "class names, e.g. a fine-tuned .keras file's; ImageNet names for 1000 classes)")
     parser.add_argument("--no-fold-bn", action="store_true",
                         help="keep BatchNorm layers in the exported graphs (default: folded into the convs)")
     parser.add_argument("--threads", default="1,2,4", help="TFLite latency thread counts (default 1,2,4)")
@@ -96,30 +101,48 @@ def load(args):
     defaults = _eval_defaults(arch, weights)
     size = args.size or defaults.get("size")
     if is_file:
-        model, name, _ = load_model_source(source)
+        model, name = _load_keras_file(source)
     else:
         try:
             model, name, _ = load_model_source(source, weights=weights, input_size=size or 224, classes=args.classes)
         except (TypeError, KeyError) as e:
             raise ExportError(f"invalid model spec: {e}") from None
+    # None: the model's own eval config (its pretrained_cfg, e.g. a fine-tuned .keras file's), read by export_model.
     config = {
         "size": size,
-        "crop_pct": args.crop_pct or defaults.get("crop_pct", 0.875),
-        "interpolation": args.interpolation or defaults.get("interpolation", "bicubic"),
+        "crop_pct": args.crop_pct or defaults.get("crop_pct"),
+        "interpolation": args.interpolation or defaults.get("interpolation"),
     }
     return model, name, config
 
 
+def _load_keras_file(source):
+    """(model, directory name) of a ``.keras`` file, through keras_regnet.load_model when the package has it."""
+    import keras_regnet
+    from keras_regnet.export import load_model_source
+    from keras_regnet.export.common import _slug
+
+    loader = getattr(keras_regnet, "load_model", None)
+    if loader is None:
+        model, name, _ = load_model_source(source)
+        return model, name
+    return loader(source), _slug(os.path.splitext(os.path.basename(source))[0])
+
+
 def run(args):
     """Export, verify, publish, and print where everything went with the verification figures."""
-    from keras_regnet.export import TFLITE_VARIANTS, export_model
+    from keras_regnet.export import TFLITE_VARIANTS, ExportOptions, export_model
+    from keras_regnet.export.common import check_name, check_output_dir
 
     variants = [] if args.tflite.strip().lower() == "none" else [v.strip() for v in args.tflite.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(TFLITE_VARIANTS))
     if unknown:
         raise ValueError(f"unknown --tflite variants {unknown}; choose from {', '.join(TFLITE_VARIANTS)} or 'none'.")
     threads = _int_list(args.threads, "--threads")
-    for flag in ("calibration_images", "verify_images", "top_k", "latency_runs"):
+    if args.name is not None:
+        check_name(args.name)
+    check_output_dir(args.output_dir)
+    for flag in ("calibration_images", "verify_images", "top_k", "latency_runs", "max_pixels"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}.")
     labels = None
@@ -129,14 +152,15 @@ def run(args):
         with open(args.labels) as f:
             labels = [line.strip() for line in f if line.strip()]
     model, name, config = load(args)
-    report = export_model(
-        model, args.output_dir, args.name or name, tflite=variants, onnx=args.onnx,
-        representative=args.representative, representative_split=args.representative_split,
-        calibration_images=args.calibration_images, verify_images=args.verify_images, size=config["size"],
-        crop_pct=config["crop_pct"], interpolation=config["interpolation"], min_agreement=args.min_agreement,
-        top_k=args.top_k, labels=labels, fold_bn=not args.no_fold_bn, latency_threads=threads,
+    options = ExportOptions(
+        tflite=tuple(variants), onnx=args.onnx, representative=args.representative,
+        representative_split=args.representative_split, calibration_images=args.calibration_images,
+        verify_images=args.verify_images, size=config["size"], crop_pct=config["crop_pct"],
+        interpolation=config["interpolation"], max_pixels=args.max_pixels, min_agreement=args.min_agreement,
+        top_k=args.top_k, labels=labels, fold_bn=not args.no_fold_bn, latency_threads=tuple(threads),
         latency_runs=args.latency_runs, progress=not args.quiet,
     )
+    report = export_model(model, args.output_dir, args.name or name, options)
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -147,7 +171,8 @@ def run(args):
 def summary(report):
     """A human-readable account of an export report."""
     sm = report["savedmodel"]
-    lines = [
+    lines = [f"note: {note}" for note in report.get("notes", [])]
+    lines += [
         f"exported {report['model']} version {report['version']} to {report['path']}",
         f"  SavedModel: signatures {', '.join(sm['signatures'])}; {sm['output']} max |diff| vs Keras "
         f"{sm['max_abs_diff']:.2e}; XLA must-compile functions: {len(sm['xla_must_compile'])}",
@@ -158,10 +183,16 @@ def summary(report):
     ]
     for variant, r in report.get("tflite", {}).items():
         agreement = f", top-1 agreement {r['top1_agreement']:.1%}" if "top1_agreement" in r else ""
+        if "logit_rel_error" in r:
+            agreement += f", logit error {r['logit_rel_error']:.1%} of spread"
         latency = ", ".join(f"{t} thr {ms:.2f} ms" for t, ms in r["latency_ms"].items())
+        deleg = r.get("delegation", {})
+        outside = sum(deleg.get("outside", {}).values())
+        where = (" (builtin kernels: XNNPACK refused the graph)" if not r["xnnpack"]
+                 else f" ({outside} of {deleg['ops']} ops outside XNNPACK)" if outside else "")
         lines.append(
             f"  TFLite {variant:7s}: {r['bytes'] / 2**20:.2f} MB, max |diff| {r['max_abs_diff']:.2e}{agreement}; "
-            f"batch 1: {latency}{'' if r['xnnpack'] else ' (builtin kernels: XNNPACK refused the graph)'}"
+            f"batch 1: {latency}{where}"
         )
     if "onnx" in report:
         r = report["onnx"]

@@ -8,6 +8,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import time
 import uuid
 
 import keras
@@ -21,6 +23,12 @@ __all__ = [
     "next_version",
     "staging_dir",
     "publish",
+    "check_name",
+    "check_output_dir",
+    "read_metadata",
+    "clean_stale_staging",
+    "reference_logits",
+    "compare_logits",
     "METADATA_FILE",
 ]
 
@@ -175,34 +183,91 @@ def _versions(base):
     return sorted(int(d) for d in os.listdir(base) if d.isdigit()) if os.path.isdir(base) else []
 
 
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def check_name(name):
+    """``name`` if it is one safe directory name (letters, digits, ``_``, ``-``, ``.``; not hidden), else ExportError.
+
+    The model directory is ``<output_dir>/<name>``: a name with a path separator, ``..`` or an absolute path
+    would write outside ``output_dir``.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", "..") or len(name) > 255:
+        raise ExportError(
+            f"model name {name!r} is not a single directory name: use letters, digits, '_', '-' and '.' only (no "
+            "path separators, no '..', not starting with '.'); the export goes to OUTPUT_DIR/NAME/VERSION."
+        )
+    return name
+
+
+def check_output_dir(output_dir):
+    """Refuse an ``output_dir`` (or a parent of it) that exists and is not a directory."""
+    path = os.path.abspath(os.fspath(output_dir))
+    probe = path
+    while probe and not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if os.path.exists(probe) and not os.path.isdir(probe):
+        what = "--output-dir" if probe == path else f"--output-dir's parent {probe!r}"
+        raise ExportError(f"{what} {os.fspath(output_dir)!r} is not a directory (a file is in the way); choose "
+                          "another --output-dir.")
+
+
+def read_metadata(path):
+    """The export metadata JSON at ``path``; ExportError naming the file when it is unreadable or not JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExportError(
+            f"export metadata {path!r} is damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]}); that version "
+            "directory is not a usable export: move it out of the model directory, or choose another --name."
+        ) from None
+    if not isinstance(meta, dict):
+        raise ExportError(f"export metadata {path!r} is not a JSON object; move that version directory away.")
+    return meta
+
+
 def check_model_dir(base, fingerprint):
-    """Refuse a model directory that holds something else than earlier versions of the same architecture."""
+    """Refuse a model directory that holds something else than earlier versions of the same architecture.
+
+    Returns a list of notes (stale staging directories removed, empty version directories removed).
+    """
     if not os.path.exists(base):
-        return
+        return []
     if not os.path.isdir(base):
         raise ExportError(f"{base!r} exists and is not a directory; choose another --output-dir or --name.")
+    notes = clean_stale_staging(base)
     for entry in sorted(os.listdir(base)):
         path = os.path.join(base, entry)
-        if entry.startswith(".staging-"):
-            continue  # an interrupted export's leftovers: never published, ignored by TF Serving
+        if entry.startswith(STAGING_PREFIX):
+            continue  # another export in progress (stale ones were removed above): TF Serving ignores it
         if not entry.isdigit():
             raise ExportError(
                 f"{base!r} holds {entry!r}, which is not a numbered version: it is not a TF Serving model directory "
                 "written by keras-regnet export. Choose another --output-dir or --name."
             )
+        if os.path.isdir(path) and not os.listdir(path):
+            # Left by an interrupted publish of older versions of this package (mkdir, then rename): TF Serving
+            # would try to load it. It holds nothing, so removing it loses nothing.
+            os.rmdir(path)
+            notes.append(f"removed empty version directory {path!r} (an interrupted export)")
+            continue
         meta_path = os.path.join(path, METADATA_FILE)
         if not os.path.isfile(meta_path):
             raise ExportError(
                 f"{path!r} was not exported by keras-regnet (no {METADATA_FILE}); refusing to add versions of a "
                 "possibly different model next to it. Choose another --output-dir or --name."
             )
-        with open(meta_path) as f:
-            other = json.load(f).get("fingerprint")
+        other = read_metadata(meta_path).get("fingerprint")
         if other != fingerprint:
             raise ExportError(
                 f"{base!r} holds another model (version {entry} has a different architecture). TF Serving serves "
                 "one model per directory: choose another --name or --output-dir."
             )
+    return notes
 
 
 def next_version(base):
@@ -211,29 +276,135 @@ def next_version(base):
     return versions[-1] + 1 if versions else 1
 
 
+STAGING_PREFIX = ".staging-"
+STALE_AGE_S = 24 * 3600  # a staging directory of a live (or unknown) process older than this is abandoned
+
+
 def staging_dir(base):
-    """A fresh hidden directory inside ``base`` to build an export in (same filesystem, so publishing is a rename)."""
+    """A fresh hidden directory inside ``base`` to build an export in (same filesystem, so publishing is a rename).
+
+    Its name records the host and process id (``.staging-<host>-<pid>-<random>``) so a later export can tell a
+    killed export's leftovers from one in progress.
+    """
     os.makedirs(base, exist_ok=True)
-    path = os.path.join(base, f".staging-{uuid.uuid4().hex[:12]}")
+    host = re.sub(r"[^A-Za-z0-9]+", "", socket.gethostname())[:32] or "host"
+    path = os.path.join(base, f"{STAGING_PREFIX}{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     os.makedirs(path)
     return path
 
 
-def publish(staging, base):
-    """Atomically rename ``staging`` to the next free version of ``base``; return (version, path).
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's process), or we cannot tell: keep it
+    return True
 
-    Never overwrites: if another export takes the version first, the next one is used.
+
+def clean_stale_staging(base, max_age_s=STALE_AGE_S):
+    """Remove the staging directories of killed exports in ``base``; return one note per directory removed.
+
+    Stale: written on this host by a process that no longer runs, or (other hosts, unknown names) untouched for
+    ``max_age_s`` seconds. Staging directories are hidden from TF Serving (not numbered) either way.
     """
-    while True:
+    notes = []
+    host = re.sub(r"[^A-Za-z0-9]+", "", socket.gethostname())[:32] or "host"
+    for entry in sorted(os.listdir(base)):
+        if not entry.startswith(STAGING_PREFIX):
+            continue
+        path = os.path.join(base, entry)
+        parts = entry[len(STAGING_PREFIX):].split("-")
+        try:
+            age = time.time() - os.path.getmtime(path)
+        except OSError:
+            continue
+        dead = len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _pid_alive(int(parts[1]))
+        if dead or age > max_age_s:
+            shutil.rmtree(path, ignore_errors=True)
+            why = "its export process is gone" if dead else f"untouched for {age / 3600:.0f} h"
+            notes.append(f"removed stale staging directory {path!r} ({why})")
+    return notes
+
+
+def publish(staging, base):
+    """Publish ``staging`` as the next free version of ``base`` in one atomic rename; return (version, path).
+
+    The version directory appears complete or not at all (nothing is created first), so a crash leaves at most a
+    hidden staging directory. Never overwrites: a rename onto a version another export published first fails
+    and the next number is tried.
+    """
+    for _ in range(1000):
         version = next_version(base)
         target = os.path.join(base, str(version))
-        try:
-            os.mkdir(target)  # claims the number; rename then replaces the empty directory atomically
-        except FileExistsError:
+        if os.path.lexists(target):
             continue
         try:
-            os.rename(staging, target)
-        except OSError:
-            shutil.rmtree(target, ignore_errors=True)
-            raise
+            os.rename(staging, target)  # POSIX: fails if target is a non-empty directory; Windows: if it exists
+        except OSError as e:
+            if os.path.isdir(staging) and os.path.lexists(target):
+                continue  # lost the race for this number: try the next one
+            raise ExportError(f"cannot publish the export to {target!r}: {e.strerror or e}.") from None
         return version, target
+    raise ExportError(f"cannot find a free version number in {base!r}.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# comparing an artifact's classifier outputs with the Keras model's, in logit space
+
+
+def reference_logits(model, images, output_kind):
+    """The Keras model's pre-softmax outputs on ``images`` (classifiers), else None.
+
+    For a softmax head (a ``Dense`` with softmax activation or a final softmax ``Activation``) the logits are
+    computed from the head's input; otherwise ``log(probabilities)``, which equals the logits up to a per-image
+    constant (compare centered logits).
+    """
+    import numpy as np
+
+    if output_kind == "logits":
+        return np.asarray(model(images, training=False))
+    if output_kind != "probabilities":
+        return None
+    layer = model.outputs[0]._keras_history.operation
+    try:
+        if isinstance(layer, keras.layers.Dense):
+            features = np.asarray(keras.Model(model.inputs, layer.input)(images, training=False))
+            return features @ np.asarray(layer.kernel) + (np.asarray(layer.bias) if layer.use_bias else 0.0)
+        if isinstance(layer, keras.layers.Activation):
+            return np.asarray(keras.Model(model.inputs, layer.input)(images, training=False))
+    except (ValueError, AttributeError, TypeError):  # a nested or shared head: fall back to log-probabilities
+        pass
+    probabilities = np.asarray(model(images, training=False), np.float64)
+    return np.log(np.maximum(probabilities, 1e-38))
+
+
+def compare_logits(reference, got):
+    """How closely the logits ``got`` (an artifact's) follow ``reference`` (the Keras model's), per image.
+
+    Both are centered per image (softmax ignores a constant shift). Returns ``logit_rel_error``: the median over
+    images of RMS(got - reference) / std(reference), meaningful for untrained models whose probabilities are
+    near-uniform as for trained ones; ``logit_top1_agreement`` on every image; ``decisive_images``: images whose
+    reference top-1 logit leads the runner-up by more than twice that image's RMS error (where a faithful
+    artifact must agree), and ``decisive_agreement`` on them (None when there are none).
+    """
+    import numpy as np
+
+    ref = np.asarray(reference, np.float64)
+    got = np.asarray(got, np.float64)
+    ref = ref - ref.mean(axis=1, keepdims=True)
+    got = got - got.mean(axis=1, keepdims=True)
+    err = np.sqrt(np.mean((got - ref) ** 2, axis=1))
+    spread = np.maximum(ref.std(axis=1), 1e-12)
+    top2 = np.sort(ref, axis=1)[:, -2:] if ref.shape[1] > 1 else np.concatenate([ref, ref], 1)
+    margin = top2[:, 1] - top2[:, 0]
+    agree = np.argmax(got, axis=1) == np.argmax(ref, axis=1)
+    decisive = margin > 2 * err
+    finite = bool(np.all(np.isfinite(got)))
+    return {
+        "logit_rel_error": float(np.median(err / spread)) if finite else float("inf"),
+        "logit_top1_agreement": float(np.mean(agree)),
+        "decisive_images": int(np.sum(decisive)),
+        "decisive_agreement": float(np.mean(agree[decisive])) if decisive.any() else None,
+    }

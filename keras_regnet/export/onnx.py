@@ -30,8 +30,14 @@ def convert(model, output_kind):
     return proto.SerializeToString()
 
 
-def evaluate(content, images, reference):
-    """{max_abs_diff, top1_agreement} of the ONNX model run by onnxruntime (CPU) vs ``reference`` outputs."""
+def evaluate(content, images, reference, reference_logits=None):
+    """{max_abs_diff, top1_agreement, ...} of the ONNX model run by onnxruntime (CPU) vs ``reference`` outputs.
+
+    With ``reference_logits`` (classifiers), also the logit comparison of
+    :func:`keras_regnet.export.common.compare_logits` (the file's logits: log of its float32 probabilities).
+    """
+    from keras_regnet.export.common import compare_logits
+
     import onnxruntime
 
     session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
@@ -41,6 +47,11 @@ def evaluate(content, images, reference):
         {node.op_type for node in _graph_nodes(content)})}
     if reference.ndim == 2:
         report["top1_agreement"] = float(np.mean(np.argmax(got, -1) == np.argmax(reference, -1)))
+    report["finite"] = bool(np.all(np.isfinite(got)))
+    if reference_logits is not None:
+        softmax = np.allclose(np.sum(reference, axis=-1), 1, atol=1e-3) and np.all(reference >= 0)
+        own = np.log(np.maximum(np.asarray(got, np.float64), 1e-38)) if softmax else got
+        report.update(compare_logits(reference_logits, own))
     return report
 
 

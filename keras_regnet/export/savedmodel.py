@@ -3,13 +3,16 @@
 Signatures (both batched):
 
 - ``serving_default``: ``images`` float32 (N, H, W, C) RGB in [0, 255] (H, W free when the model is dynamic).
-- ``serving_bytes``: ``image_bytes`` string (N,) of encoded JPEG/PNG/GIF/BMP files, decoded, resized and
+- ``serving_bytes``: ``image_bytes`` string (N,) of encoded JPEG/PNG/GIF/BMP/WebP files, decoded, resized and
   center-cropped inside the graph (the weights' eval transform, :func:`keras_regnet.preprocessing.resize_and_center_crop`).
+  Each image's header is read first and an image declaring more than ``max_pixels`` pixels (default 40
+  megapixels) is refused before it is decoded (:mod:`keras_regnet.export.image_guard`): a decompression bomb
+  costs one failed request, not gigabytes.
 
 Outputs: ``probabilities`` (softmax classifiers; ``logits`` without softmax; ``features`` for backbones) and, for
 classifiers, ``top_k_classes`` (int32) and ``top_k_scores`` (plus ``top_k_labels`` when class names are known). A
-byte string that is not an image makes ``DecodeImage`` fail: TF Serving answers that request with an
-INVALID_ARGUMENT error and keeps serving.
+byte string that is not an image, or an image above the pixel limit, fails that request with INVALID_ARGUMENT:
+TF Serving answers it with an error and keeps serving. An empty batch (N = 0) gets empty outputs.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import os
 
 import keras
 import numpy as np
+
+from keras_regnet.export.image_guard import DEFAULT_MAX_PIXELS, tf_check_image_bytes
 
 __all__ = ["build_archive", "verify_savedmodel", "xla_must_compile_functions", "call_rest_body", "SIGNATURES"]
 
@@ -30,8 +35,15 @@ def _outputs_fn(model, signature, top_k, labels):
 
     label_table = tf.constant(list(labels)) if labels is not None else None
 
+    def predict(images):
+        # An empty batch gets an empty result: grouped convs (and some kernels) reject zero-sized inputs. The
+        # model runs on one zero image of the request's size instead and the batch axis is sliced to 0.
+        n = tf.shape(images)[0]
+        one = tf.zeros(tf.concat([[1], tf.shape(images)[1:]], 0), images.dtype)
+        return tf.cond(n > 0, lambda: model(images, training=False), lambda: model(one, training=False)[:0])
+
     def outputs(images):
-        y = model(images, training=False)
+        y = predict(images)
         result = {signature.output_kind: y}
         if signature.is_classifier:
             scores, classes = tf.math.top_k(y, k=min(top_k, signature.classes))
@@ -43,11 +55,12 @@ def _outputs_fn(model, signature, top_k, labels):
     return outputs
 
 
-def build_archive(model, signature, eval_config, top_k=5, labels=None):
+def build_archive(model, signature, eval_config, top_k=5, labels=None, max_pixels=DEFAULT_MAX_PIXELS):
     """A ``keras.export.ExportArchive`` of ``model`` with the two serving signatures.
 
     ``eval_config``: ``{"size", "crop_pct", "interpolation"}`` of the bytes signature's transform.
     ``labels``: optional class names (one per class) for ``top_k_labels``.
+    ``max_pixels``: images declaring more pixels are refused by ``serving_bytes`` before decoding.
     """
     import tensorflow as tf
 
@@ -61,7 +74,8 @@ def build_archive(model, signature, eval_config, top_k=5, labels=None):
         return outputs(images)
 
     def decode_one(data):
-        image = tf.io.decode_image(data, channels=c, expand_animations=False)
+        with tf.control_dependencies([tf_check_image_bytes(data, max_pixels)]):
+            image = tf.io.decode_image(data, channels=c, expand_animations=False)
         return resize_and_center_crop(image, size, crop_pct, interpolation)
 
     def serve_bytes(image_bytes):
@@ -79,9 +93,9 @@ def build_archive(model, signature, eval_config, top_k=5, labels=None):
     return archive
 
 
-def write_savedmodel(model, path, signature, eval_config, top_k=5, labels=None):
+def write_savedmodel(model, path, signature, eval_config, top_k=5, labels=None, max_pixels=DEFAULT_MAX_PIXELS):
     """Write the SavedModel (TF Serving layout of one version) to ``path``."""
-    build_archive(model, signature, eval_config, top_k, labels).write_out(path, verbose=False)
+    build_archive(model, signature, eval_config, top_k, labels, max_pixels).write_out(path, verbose=False)
 
 
 def xla_must_compile_functions(path):
@@ -113,13 +127,33 @@ def describe_signatures(loaded):
     return result
 
 
-def verify_savedmodel(path, reference_model, images, encoded=None):
+def header_only_png(width, height):
+    """A PNG that declares ``width`` x ``height`` pixels and holds no pixel data (checks the bytes guard cheaply)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
+def _first_line(error):
+    lines = [l for l in error.message.splitlines() if l.strip() and not l[0].isspace()
+             and not l.startswith(("Graph execution", "Detected at", "<stack"))]
+    return (lines or [error.message])[0][:300]
+
+
+def verify_savedmodel(path, reference_model, images, encoded=None, max_pixels=DEFAULT_MAX_PIXELS):
     """Load the SavedModel at ``path`` and check it against ``reference_model`` (the Keras model) on ``images``.
 
     Returns a report dict: ``max_abs_diff`` (serving_default vs Keras), ``signatures``, ``xla_must_compile``
     (list, should be empty), ``bad_bytes_error`` (the error a non-image byte string gets) and, when
     ``encoded`` (a list of encoded images) is given, ``bytes_top1_agreement`` of serving_bytes vs Keras on the
-    same images decoded and transformed in Python.
+    same images decoded and transformed in Python; ``bomb_error``: the error an image declaring more than
+    ``max_pixels`` pixels gets (None if it was accepted); ``empty_batch_ok``: serving_default answers an empty
+    batch with empty outputs.
     """
     import tensorflow as tf
 
@@ -139,9 +173,15 @@ def verify_savedmodel(path, reference_model, images, encoded=None):
         loaded.signatures["serving_bytes"](image_bytes=tf.constant([b"this is not an image"]))
         report["bad_bytes_error"] = None
     except tf.errors.InvalidArgumentError as e:
-        lines = [l for l in e.message.splitlines() if l.strip() and not l[0].isspace()
-                 and not l.startswith(("Graph execution", "Detected at", "<stack"))]
-        report["bad_bytes_error"] = (lines or [e.message])[0][:200]
+        report["bad_bytes_error"] = _first_line(e)
+    side = int(max_pixels ** 0.5) + 1
+    try:
+        loaded.signatures["serving_bytes"](image_bytes=tf.constant([header_only_png(side, side)]))
+        report["bomb_error"] = None
+    except tf.errors.InvalidArgumentError as e:
+        report["bomb_error"] = _first_line(e)
+    empty = fn(images=tf.zeros((0, *images.shape[1:]), tf.float32))
+    report["empty_batch_ok"] = all(v.shape[0] == 0 for v in empty.values())
     return report
 
 

@@ -19,7 +19,8 @@ import time
 import keras
 import numpy as np
 
-__all__ = ["VARIANTS", "convert", "op_counts", "evaluate", "latency_ms", "fixed_size_model"]
+__all__ = ["VARIANTS", "convert", "op_counts", "evaluate", "latency_ms", "fixed_size_model", "delegation",
+           "input_quantization"]
 
 # variant: what it is
 VARIANTS = {
@@ -27,6 +28,8 @@ VARIANTS = {
     "fp16": "float16 weights (dequantized to float32 at load), float32 activations",
     "dynamic": "dynamic-range quantization: int8 weights, activations quantized on the fly",
     "int8": "full integer quantization (int8 weights and activations, calibrated on representative images; float I/O)",
+    "int8_uint8in": "full integer quantization with uint8 input pixels in [0, 255] (camera frames as they come; "
+                    "input scale 1, zero point 0) and float32 output",
 }
 
 
@@ -56,10 +59,15 @@ def convert(model, variant="fp32", representative=None):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    elif variant == "int8":
+    elif variant in ("int8", "int8_uint8in"):
         if representative is None or len(representative) == 0:
-            raise ValueError("the int8 variant needs representative images to calibrate activation ranges.")
-        data = np.asarray(representative, np.float32)
+            raise ValueError(f"the {variant} variant needs representative images to calibrate activation ranges.")
+        data = np.array(representative, np.float32)
+        if variant == "int8_uint8in":
+            # The input's calibrated range must be exactly [0, 255] so that its uint8 quantization is the identity
+            # (scale 1, zero point 0): raw camera pixels go in unchanged. Two pixels of one image pin the range.
+            data[0, 0, 0, :], data[0, 0, -1, :] = 0.0, 255.0
+            converter.inference_input_type = tf.uint8
 
         def dataset():
             for image in data:
@@ -104,31 +112,113 @@ def op_counts(content):
     return dict(sorted(collections.Counter(d["op_name"] for d in details).items()))
 
 
-def run(content, images, threads=2):
-    """Outputs of the ``.tflite`` for ``images``, one image at a time (batch 1, as on a phone)."""
-    interpreter, _ = ready_interpreter(content, threads)
+def input_quantization(content):
+    """(dtype name, scale, zero point) of the ``.tflite``'s input (scale 0 for float inputs)."""
+    inp = _interpreter(content).get_input_details()[0]
+    scale, zero = inp["quantization"]
+    return np.dtype(inp["dtype"]).name, float(scale), int(zero)
+
+
+def as_input(images, dtype):
+    """``images`` (float pixels in [0, 255]) as the file's input dtype: uint8 inputs get rounded, clipped pixels."""
+    images = np.asarray(images, np.float32)
+    if np.dtype(dtype) == np.uint8:
+        return np.clip(np.round(images), 0, 255).astype(np.uint8)
+    return images.astype(dtype)
+
+
+def _dequantize(interpreter, index):
+    detail = next(d for d in interpreter.get_tensor_details() if d["index"] == index)
+    value = interpreter.get_tensor(index)
+    scale, zero = detail["quantization"]
+    if scale:
+        return (value.astype(np.float32) - zero) * scale
+    return value.astype(np.float32)
+
+
+def run(content, images, threads=2, logits=False):
+    """Outputs of the ``.tflite`` for ``images``, one image at a time (batch 1, as on a phone).
+
+    ``logits=True``: the input of the graph's last SOFTMAX instead (dequantized), read with LiteRT's builtin
+    kernels and every tensor preserved; the output itself when the graph has no SOFTMAX. Quantized probability
+    outputs have a resolution of 1/256, too coarse to compare near-uniform predictions (untrained models, many
+    classes); the logits inside the same file are not.
+    """
+    if logits:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        interpreter = Interpreter(model_content=content, num_threads=threads, experimental_preserve_all_tensors=True,
+                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interpreter.allocate_tensors()
+        softmax = [op for op in interpreter._get_ops_details() if op["op_name"] == "SOFTMAX"]
+        tensor = int(softmax[-1]["inputs"][0]) if softmax else interpreter.get_output_details()[0]["index"]
+    else:
+        interpreter, _ = ready_interpreter(content, threads)
+        tensor = interpreter.get_output_details()[0]["index"]
     inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
     results = []
-    for image in np.asarray(images, np.float32):
+    for image in as_input(images, inp["dtype"]):
         interpreter.set_tensor(inp["index"], image[None])
         interpreter.invoke()
-        results.append(interpreter.get_tensor(out["index"])[0].copy())
+        results.append(_dequantize(interpreter, tensor)[0].copy())
     return np.stack(results)
 
 
-def evaluate(content, images, reference):
-    """{max_abs_diff, top1_agreement, finite, xnnpack} of the ``.tflite`` vs ``reference`` outputs (the Keras model's)."""
+def evaluate(content, images, reference, reference_logits=None):
+    """The ``.tflite`` run on ``images`` vs the Keras model's ``reference`` outputs (and logits, for classifiers).
+
+    Returns {finite, max_abs_diff, xnnpack, delegation} plus, for classifiers, ``top1_agreement`` of the served
+    output and the logit comparison of :func:`keras_regnet.export.common.compare_logits`.
+    """
+    from keras_regnet.export.common import compare_logits
+
     got = run(content, images)
     reference = np.asarray(reference)
     report = {
         "finite": bool(np.all(np.isfinite(got))),
         "max_abs_diff": float(np.max(np.abs(got - reference))),
         "xnnpack": ready_interpreter(content)[1],
+        "delegation": delegation(content),
     }
     if reference.ndim == 2:
         report["top1_agreement"] = float(np.mean(np.argmax(got, -1) == np.argmax(reference, -1)))
+    if reference_logits is not None:
+        report.update(compare_logits(reference_logits, run(content, images, logits=True)))
     return report
+
+
+def delegation(content, threads=2):
+    """How much of the graph LiteRT's XNNPACK delegate runs: {ops, delegated, outside: {op: count}, partitions}.
+
+    Each XNNPACK partition replaces a convex set of the graph's ops with one DELEGATE node; the ops outside every
+    partition run on LiteRT's builtin kernels (each a separate, slower dispatch).
+    """
+    interpreter = _interpreter(content, threads)
+    original = interpreter._get_ops_details()
+    try:
+        interpreter.allocate_tensors()
+    except RuntimeError as e:
+        if "XNNPACK" not in str(e):
+            raise
+        outside = collections.Counter(op["op_name"] for op in original)
+        return {"ops": len(original), "delegated": 0, "outside": dict(sorted(outside.items())), "partitions": 0}
+    nodes = interpreter._get_ops_details()
+    delegates = [op for op in nodes[len(original):] if op["op_name"] == "DELEGATE"]
+    producer = {int(t): op["index"] for op in original for t in op["outputs"]}
+    inside = set()
+    for node in delegates:
+        stop = {int(t) for t in node["inputs"]}
+        todo = [int(t) for t in node["outputs"]]
+        while todo:
+            tensor = todo.pop()
+            if tensor in stop or tensor not in producer or producer[tensor] in inside:
+                continue
+            op = producer[tensor]
+            inside.add(op)
+            todo.extend(int(t) for t in original[op]["inputs"] if t >= 0)
+    outside = collections.Counter(op["op_name"] for op in original if op["index"] not in inside)
+    return {"ops": len(original), "delegated": len(inside), "outside": dict(sorted(outside.items())),
+            "partitions": len(delegates)}
 
 
 def latency_ms(content, threads=(1, 2, 4), runs=20, warmup=3):
@@ -137,7 +227,8 @@ def latency_ms(content, threads=(1, 2, 4), runs=20, warmup=3):
     for n in threads:
         interpreter, _ = ready_interpreter(content, n)
         inp = interpreter.get_input_details()[0]
-        interpreter.set_tensor(inp["index"], np.random.default_rng(0).uniform(0, 255, inp["shape"]).astype(np.float32))
+        pixels = np.random.default_rng(0).uniform(0, 255, inp["shape"])
+        interpreter.set_tensor(inp["index"], as_input(pixels, inp["dtype"]))
         for _ in range(warmup):
             interpreter.invoke()
         times = []
