@@ -22,7 +22,7 @@ def _fake_data():
 def _fake_train(calls, kill_at=None):
     """A deterministic stand-in for train_proxy; raises KeyboardInterrupt (a kill) on call number ``kill_at``."""
 
-    def train(spec, data, *, epochs, lr, weight_decay, momentum, seed):
+    def train(spec, data, *, epochs, lr, weight_decay, momentum, seed, stop=None):
         calls.append(seed)
         if kill_at is not None and len(calls) == kill_at:
             raise KeyboardInterrupt

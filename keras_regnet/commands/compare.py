@@ -9,7 +9,7 @@ from keras_regnet.design_space.spaces import SPACES
 
 # The embedded demo's defaults: small models in a 2-6 MF regime at 32 px trained for 3 short epochs, so two
 # spaces x 6 samples finish in a few minutes on 2 CPU cores.
-DEMO = {"samples": 6, "epochs": 3, "batch_size": 32, "lr": 0.2, "flops": "2,6"}  # a string default goes through the flag's parser
+DEMO = {"samples": 6, "epochs": 3, "batch_size": 32, "lr": 0.2}  # the flops regime is sized to the data: 2-6 MF at 32 px
 
 
 def add_arguments(parser):
@@ -25,27 +25,26 @@ def add_arguments(parser):
     parser.add_argument("--out-dir", default="runs/compare", help="folder for results and figures (runs/compare)")
     sweep_cmd.add_sweep_arguments(parser)
     parser.set_defaults(**DEMO)
-    parser.add_argument("--no-flops", action="store_true", help="drop the default 2-6 MF regime (sample any size)")
 
 
 def run(args):
     """Run the sweeps, then the EDF report."""
     from keras_regnet.commands import edf
     from keras_regnet.design_space.spaces import get_space
-    from keras_regnet.design_space.sweep import run_sweep
+    from keras_regnet.design_space.sweep import load_proxy_data, run_sweep
 
     sweep_cmd._quiet_retracing()
 
     spaces = [get_space(s).name for s in args.spaces]  # unknown names fail before any training
     if len(set(spaces)) != len(spaces):
         raise ValueError(f"each design space can appear once, got {args.spaces}.")
-    if args.no_flops:
-        args.flops = None
+    configs = [sweep_cmd.config_from_args(args, name) for name in spaces]
     os.makedirs(args.out_dir, exist_ok=True)
+    data = load_proxy_data(configs[0])  # one data pipeline for every space (only the space differs)
     paths = []
-    for name in spaces:
-        path = os.path.join(args.out_dir, f"{name}.jsonl")
-        run_sweep(sweep_cmd.config_from_args(args, name), path, progress=not args.no_progress)
+    for cfg in configs:
+        path = os.path.join(args.out_dir, f"{cfg.space}.jsonl")
+        run_sweep(cfg, path, progress=not args.no_progress, data=data, workers=args.workers)
         paths.append(path)
     edf.report(
         paths, os.path.join(args.out_dir, "edf.png"), scatter=os.path.join(args.out_dir, "scatter.png"),

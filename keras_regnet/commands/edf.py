@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 
 def add_arguments(parser):
@@ -43,7 +44,7 @@ def report(paths, out, scatter=None, fit_plot=None, confidence=0.95, resamples=1
     """Load results, write the figures, print the table; returns the table rows."""
     from keras_regnet.design_space import analysis, plots
 
-    groups = analysis.load_groups(paths)
+    groups = analysis.load_groups(paths, log=lambda m: print(m, file=sys.stderr))
     rows = analysis.compare_groups(groups, confidence=confidence, n_resamples=resamples)
     plots.plot_edf(groups, out)
     written = [out]

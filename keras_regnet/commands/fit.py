@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def add_arguments(parser):
@@ -31,7 +32,7 @@ def run(args):
               f"w0={fit['w0']} wa={fit['wa']:.2f} wm={fit['wm']:.3f} fit_error={fit['fit_error']:.4f} "
               f"(linear fit error {fit['linear_fit_error']:.4f})")
         return 0
-    groups = analysis.load_groups(args.results)
+    groups = analysis.load_groups(args.results, log=lambda m: print(m, file=sys.stderr))
     if not args.json:
         print(f"{'space':<14}{'index':>6}{'error':>8}{'w0':>6}{'wa':>8}{'wm':>7}{'fit_err':>9}  depths / widths")
     for label, records in groups.items():

@@ -51,7 +51,10 @@ def add_sweep_arguments(parser, spaces_positional=False):
     parser.add_argument("--seed", type=int, default=0, help="sampling seed; sample i is the same for the same seed")
     parser.add_argument("--flops", type=_mega_range, metavar="MIN,MAX",
                         help="complexity regime: flops (multiply-adds) in millions at the training image size, "
-                             "e.g. 360,400 for the paper's 400MF regime at 224 px (default %(default)s)")
+                             "e.g. 360,400 for the paper's 400MF regime at 224 px (default: sized to the data: "
+                             "2-6 at 32 px, scaled with the image area; 360-400 at 224 px)")
+    parser.add_argument("--no-flops", action="store_true",
+                        help="no default flops regime: sample models of any size (the spaces' full ranges)")
     parser.add_argument("--params", type=_mega_range, metavar="MIN,MAX", help="regime on parameters, in millions")
     parser.add_argument("--acts", type=_mega_range, metavar="MIN,MAX", help="regime on activations, in millions")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size (paper: 128; default %(default)s)")
@@ -70,6 +73,9 @@ def add_sweep_arguments(parser, spaces_positional=False):
                              "crop + flip otherwise")
     parser.add_argument("--max-tries", type=int, default=50_000,
                         help="consecutive rejected candidates before a regime is declared unreachable (50000)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes training models in parallel on this machine, sharing the results "
+                             "file (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per model instead)")
 
 
@@ -77,9 +83,11 @@ def config_from_args(args, space):
     """A SweepConfig from parsed flags."""
     from keras_regnet.design_space.sweep import SweepConfig
 
+    if args.no_flops and args.flops:
+        raise ValueError("give --flops MIN,MAX or --no-flops, not both.")
     return SweepConfig(
         space=space, samples=args.samples, epochs=args.epochs, dataset=args.dataset, seed=args.seed,
-        flops=args.flops, params=args.params, acts=args.acts, batch_size=args.batch_size, lr=args.lr,
+        flops=None if args.no_flops else (args.flops or "auto"), params=args.params, acts=args.acts, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, momentum=args.momentum, image_size=args.image_size, stem=args.stem,
         stem_width=args.stem_width, augment=args.augment, train_split=args.train_split, eval_split=args.eval_split,
         data_dir=args.data_dir, manual_dir=args.manual_dir, max_tries=args.max_tries,
@@ -91,7 +99,9 @@ def add_arguments(parser):
     parser.description = (
         "Sample --samples models from a design space (optionally inside a complexity regime), train each with the "
         "paper's proxy recipe (SGD momentum 0.9, half-period cosine, weight decay 5e-5) and append one JSON line "
-        "per model to --out. Killed and restarted with the same arguments, it resumes where it stopped."
+        "per model to --out. Without --flops the models are sized to the data (2-6 MF for the 32 px digits). Ctrl-C "
+        "or SIGTERM stops within a batch; restarted with the same arguments, it resumes where it stopped. Several "
+        "processes (or --workers N) can share one --out file: each sample is claimed before it is trained."
     )
     parser.add_argument("--space", required=True, choices=list(SPACES), metavar="SPACE",
                         help=f"design space: {', '.join(SPACES)}")
@@ -109,7 +119,7 @@ def run(args):
     _quiet_retracing()
 
     records = run_sweep(config_from_args(args, args.space), args.out, shard=args.shard,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, workers=args.workers)
     if records:
         s = analysis.summarize(records)
         print(f"{args.space}: {s['n']} models in {args.out}; error min {s['min']:.2f}% mean {s['mean']:.2f}% "

@@ -9,6 +9,7 @@ quantized linear generator (w0, wa, wm, fit error), the paper's Figure 7 analysi
 from __future__ import annotations
 
 import collections
+import json
 import math
 import os
 
@@ -42,11 +43,18 @@ METRICS = (
 )
 
 
+# Sweep settings that may differ between compared files: the space (and what follows from it) and bookkeeping.
+_SETTINGS_IGNORED = {"space", "samples", "data_dir", "manual_dir", "max_tries", "seed"}
+
+
 def load_groups(paths, log=print) -> "collections.OrderedDict[str, list]":
     """Read results files into {design-space label: records}, reporting damaged lines through ``log``.
 
     Records are grouped by their ``space``; when several files hold the same space, each file's records get
-    the label ``space (file name)`` so they stay separate. Raises ValueError when nothing usable is found.
+    the label ``space (file name)`` so they stay separate. A sample recorded more than once in a file (same
+    space, seed and index: two runs of one sweep on the file) counts once, and ``log`` says so. Files swept with
+    different settings (anything but the space and seed: epochs, batch, lr, data set, regime...) are compared
+    with a warning that lists the differences. Raises ValueError when nothing usable is found.
     """
     per_file = []
     for path in paths:
@@ -55,7 +63,19 @@ def load_groups(paths, log=print) -> "collections.OrderedDict[str, list]":
             log(f"warning: {len(res.damaged)} damaged line(s) skipped:\n{res.damage_report()}")
         if not res.records:
             raise ValueError(f"{path} holds no finished results (run `keras-regnet sweep --out {path}`).")
-        per_file.append((path, res.records))
+        records, seen, dups = [], set(), 0
+        for r in res.records:
+            ident = (r.get("space"), r.get("seed"), r.get("index")) if "index" in r else None
+            if ident is not None and ident in seen:
+                dups += 1
+                continue
+            seen.add(ident)
+            records.append(r)
+        if dups:
+            log(f"note: {path}: {dups} duplicate record(s) of the same sample (space, seed, index) ignored; each "
+                "sample counts once.")
+        per_file.append((path, records))
+    _warn_on_different_settings(per_file, log)
     count = collections.Counter(space for _, recs in per_file for space in {r.get("space", "?") for r in recs})
     groups = collections.OrderedDict()
     for path, recs in per_file:
@@ -64,6 +84,34 @@ def load_groups(paths, log=print) -> "collections.OrderedDict[str, list]":
             label = space if count[space] == 1 else f"{space} ({os.path.basename(path)})"
             groups.setdefault(label, []).append(r)
     return groups
+
+
+def _settings(records) -> dict:
+    """{setting: set of JSON values} over a file's records (from each record's ``sweep`` settings)."""
+    out = collections.defaultdict(set)
+    for r in records:
+        sweep = r.get("sweep")
+        if not isinstance(sweep, dict):
+            sweep = {k: r[k] for k in ("epochs", "dataset", "image_size", "num_classes") if k in r}
+        for k, v in sweep.items():
+            if k not in _SETTINGS_IGNORED:
+                out[k].add(json.dumps(v, sort_keys=True))
+    return out
+
+
+def _warn_on_different_settings(per_file, log):
+    """Warn, listing the differences, when the files were swept with settings other than the space that differ."""
+    settings = [(path, _settings(recs)) for path, recs in per_file]
+    keys = sorted({k for _, s in settings for k in s})
+    diffs = []
+    for k in keys:
+        values = [s.get(k, {json.dumps(None)}) for _, s in settings]
+        if any(v != values[0] for v in values[1:]) or any(len(v) > 1 for v in values):
+            shown = "; ".join(f"{os.path.basename(p)}: {' | '.join(sorted(v))}" for (p, _), v in zip(settings, values))
+            diffs.append(f"  {k}: {shown}")
+    if diffs:
+        log("warning: these results were swept with different settings, so their error differences are not only "
+            "the design spaces'; rerun the sweeps with the same settings to compare spaces:\n" + "\n".join(diffs))
 
 
 def _errors(values):

@@ -1,9 +1,14 @@
 """The sweep results file: one JSON object per line, appended atomically, read back tolerating crash damage.
 
-Each append writes one complete line with a single ``write`` under an exclusive ``flock`` and then ``fsync``s,
-so concurrent workers (one per GPU) can share a file and a kill leaves at most one partial last line. Readers
-keep every good line and report the damaged ones; :func:`repair_results` moves damaged lines to
-``<file>.damaged`` (nothing is thrown away) and atomically rewrites the file with the good lines.
+Each append writes one complete line under an exclusive ``flock`` and then ``fsync``s, so concurrent workers can
+share a file and a kill leaves at most one partial last line; a short write (a full disk) is undone and raised,
+never reported as success. Readers keep every good line and report the damaged ones; :func:`repair_results`
+moves damaged lines to ``<file>.damaged`` (nothing is thrown away) and atomically rewrites the file with the
+good lines.
+
+Workers sharing a file claim each sample index before training it (:func:`claim_index`), in ``<file>.claims``
+under the same lock; a claim records pid, host, process start time and time, and a claim whose process is gone
+(same host) or that is older than ``CLAIM_TTL_S`` (another host) is free again.
 """
 
 from __future__ import annotations
@@ -11,15 +16,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
+import numbers
 import os
+import socket
 import tempfile
+import time
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: appends stay single writes, without a cross-process lock
-    fcntl = None
+__all__ = [
+    "ResultsFile", "read_results", "append_result", "repair_results", "results_lock", "claim_index",
+    "release_claim", "read_claims", "ResultsWriteError",
+]
 
-__all__ = ["ResultsFile", "read_results", "append_result", "repair_results", "results_lock"]
+# Claims from another host cannot be checked for a live process; they expire after this long (seconds).
+CLAIM_TTL_S = 24 * 3600
+
+
+class ResultsWriteError(OSError):
+    """A result could not be appended in full (disk full, quota); the file was left as it was."""
 
 
 @dataclasses.dataclass
@@ -29,6 +43,11 @@ class ResultsFile:
     path: str
     records: list
     damaged: list
+    lines: list = dataclasses.field(default_factory=list)  # 1-based line number of each record
+
+    def where(self, i) -> str:
+        """'file:line' of record ``i`` (for error messages)."""
+        return f"{self.path}:{self.lines[i]}" if i < len(self.lines) else self.path
 
     def damage_report(self) -> str:
         """One line per damaged line, e.g. 'results.jsonl:12: truncated last line (crash?) ...'."""
@@ -37,31 +56,26 @@ class ResultsFile:
 
 @contextlib.contextmanager
 def results_lock(path):
-    """Exclusive lock on ``<path>.lock`` while appending or repairing (no-op where flock is unavailable)."""
-    if fcntl is None:
+    """Exclusive inter-process lock on ``<path>.lock`` while appending, claiming or repairing (``filelock``:
+    fcntl on POSIX, msvcrt on Windows)."""
+    import filelock
+
+    with filelock.FileLock(os.fspath(path) + ".lock"):
         yield
-        return
-    fd = os.open(os.fspath(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def read_results(path, required=("error",)) -> ResultsFile:
     """Read a JSONL results file; good records are kept, damaged lines are reported, never raised.
 
-    A line is damaged when it is not valid JSON, not an object, misses a ``required`` key, or is the last line
-    without its newline (a write cut short by a crash).
+    A line is damaged when it is not valid JSON, not an object, misses a ``required`` key, has an ``error``
+    that is not a finite number, or is the last line without its newline (a write cut short by a crash).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"results file {path!r} does not exist; run `keras-regnet sweep --out {path}` first.")
     with open(path, "rb") as f:
         data = f.read()
-    records, damaged = [], []
+    records, damaged, numbers_ = [], [], []
     lines = data.split(b"\n")
     complete = data.endswith(b"\n") or not data
     for i, raw in enumerate(lines):
@@ -81,9 +95,16 @@ def read_results(path, required=("error",)) -> ResultsFile:
             damaged.append((i + 1, text, "not a JSON object"))
         elif missing := [k for k in required if k not in rec]:
             damaged.append((i + 1, text, f"missing keys {missing}"))
+        elif "error" in rec and not _finite_number(rec["error"]):
+            damaged.append((i + 1, text, f"'error' is not a finite number: {rec['error']!r}"))
         else:
             records.append(rec)
-    return ResultsFile(path, records, damaged)
+            numbers_.append(i + 1)
+    return ResultsFile(path, records, damaged, numbers_)
+
+
+def _finite_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _atomic_write(path, data: bytes):
@@ -128,8 +149,29 @@ def repair_results(path, required=("error",)) -> list:
         return result.damaged
 
 
+def _write_all(fd, data: bytes, path):
+    """Write all of ``data`` at the end of ``fd``; on a short or failed write, cut the file back and raise."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    done = 0
+    try:
+        while done < len(data):
+            n = os.write(fd, data[done:])
+            if n <= 0:
+                raise OSError(f"write returned {n}")
+            done += n
+        os.fsync(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+            os.fsync(fd)
+        raise ResultsWriteError(
+            f"could not append a result to {path}: wrote {done} of {len(data)} bytes ({e}); the file was left as it "
+            "was. Free disk space (or choose another --out) and run the same command again to resume."
+        ) from e
+
+
 def append_result(path, record: dict):
-    """Append one record as one JSON line: a single write under the lock, then fsync."""
+    """Append one record as one JSON line under the lock, then fsync; a short write is undone and raised."""
     line = (json.dumps(record, sort_keys=True) + "\n").encode()
     if line.count(b"\n") != 1:
         raise ValueError("a result record must serialise to a single line.")
@@ -139,7 +181,106 @@ def append_result(path, record: dict):
     with results_lock(path):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
-            os.fsync(fd)
+            _write_all(fd, line, path)
         finally:
             os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------------ claims
+
+
+def _start_time(pid):
+    """The process's start time (clock ticks since boot, Linux), or None where unknown; tells pid reuse apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _me() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid())}
+
+
+def _claim_alive(claim: dict, now: float) -> bool:
+    """Whether the process that made a claim may still be working on it."""
+    if claim.get("host") != socket.gethostname():
+        return now - float(claim.get("time", 0)) < CLAIM_TTL_S
+    pid = claim.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    start = claim.get("start")
+    return start is None or _start_time(pid) in (None, start)
+
+
+def _claims_path(path):
+    return os.fspath(path) + ".claims"
+
+
+def read_claims(path) -> dict:
+    """The claims of a results file: {index: claim dict}; unreadable lines are ignored (claims are advisory)."""
+    claims = {}
+    try:
+        with open(_claims_path(path), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return claims
+    for raw in data.splitlines():
+        try:
+            c = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(c, dict) and isinstance(c.get("index"), int):
+            claims[c["index"]] = c
+    return claims
+
+
+def _write_claims(path, claims: dict):
+    if claims:
+        _atomic_write(_claims_path(path), b"".join(json.dumps(c, sort_keys=True).encode() + b"\n"
+                                                  for _, c in sorted(claims.items())))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_claims_path(path))
+
+
+def claim_index(path, candidates, finished_key, tag=None):
+    """Claim the first index of ``candidates`` that is neither finished in ``path`` nor claimed by a live process.
+
+    ``finished_key(record)`` returns the index a record finishes (or None for records of other sweeps); ``tag``
+    (JSON) is stored with the claim and must match for a claim to count. Runs under the file lock, so two
+    workers never get the same index. Returns the index, or None when nothing is left to claim.
+    """
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    with results_lock(path):
+        done = set()
+        if os.path.exists(path):
+            done = {finished_key(r) for r in read_results(path).records} - {None}
+        now = time.time()
+        claims = {i: c for i, c in read_claims(path).items()
+                  if i not in done and c.get("tag") == tag and _claim_alive(c, now)}
+        for i in candidates:
+            if i not in done and i not in claims:
+                claims[i] = {"index": i, "tag": tag, "time": now, **_me()}
+                _write_claims(path, claims)
+                return i
+        _write_claims(path, claims)
+        return None
+
+
+def release_claim(path, index):
+    """Drop this process's claim on ``index`` (after finishing it, or when stopping before it finished)."""
+    path = os.fspath(path)
+    with results_lock(path):
+        claims = read_claims(path)
+        c = claims.get(index)
+        if c is not None and c.get("pid") == os.getpid() and c.get("host") == socket.gethostname():
+            del claims[index]
+            _write_claims(path, claims)

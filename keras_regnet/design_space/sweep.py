@@ -9,19 +9,34 @@ convolutions use the fast native ``GroupConv2D``.
 
 A sweep is resumable: sample i is the same for a given seed and sweep settings, finished indices are read back
 from the results file and skipped, and a damaged last line left by a kill is moved aside before appending.
+Each index is claimed in ``<out>.claims`` under the file lock before it is trained, so several processes (or
+``workers=N``) on one file never train a sample twice; Ctrl-C or SIGTERM stops at the next batch, releases the
+claim and leaves a file the same command resumes.
+
+Without a complexity regime (``flops="auto"``, the default) the sweep samples in a regime sized to the data:
+2-6 MF at 32 px (the embedded digits demo), scaled with the image area up to 64 px; above, the paper's 360-400 MF
+at 224 px, scaled with the image area.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import math
 import os
+import signal
+import threading
 import time
 
 from keras_regnet.design_space import results as results_lib
-from keras_regnet.design_space.spaces import Regime, get_space
+from keras_regnet.design_space.spaces import SAMPLER_VERSION, Regime, get_space
 
-__all__ = ["SweepConfig", "ProxyData", "load_proxy_data", "train_proxy", "run_sweep", "SweepMismatchError"]
+__all__ = [
+    "SweepConfig", "ProxyData", "load_proxy_data", "train_proxy", "run_sweep", "SweepMismatchError",
+    "SweepInterrupted", "default_flops",
+]
 
 # Data sets smaller than this (decoded, at the training size) are cached in memory after the first epoch.
 _CACHE_BYTES = 2 << 30
@@ -29,6 +44,20 @@ _CACHE_BYTES = 2 << 30
 
 class SweepMismatchError(ValueError):
     """The results file holds a sweep run with different settings."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep was stopped by SIGINT/SIGTERM; the results file is complete up to the last finished sample."""
+
+
+def default_flops(image_size: int) -> tuple:
+    """The default flops regime for an image size: 2-6 MF at 32 px (small images), 360-400 MF at 224 px (large),
+    each scaled with the image area."""
+    if image_size <= 64:
+        scale = (image_size / 32) ** 2
+        return (2e6 * scale, 6e6 * scale)
+    scale = (image_size / 224) ** 2
+    return (360e6 * scale, 400e6 * scale)
 
 
 @dataclasses.dataclass
@@ -40,7 +69,7 @@ class SweepConfig:
     epochs: int = 10
     dataset: str = "digits"
     seed: int = 0
-    flops: tuple | None = None  # multiply-adds, (min, max), at image_size
+    flops: tuple | str | None = "auto"  # multiply-adds (min, max) at image_size; "auto": default_flops; None: any
     params: tuple | None = None
     acts: tuple | None = None
     batch_size: int = 128
@@ -75,14 +104,26 @@ class SweepConfig:
             raise ValueError(f"stem must be 'auto', 'cifar' or 'imagenet', got {self.stem!r}.")
         if self.image_size is not None and (not isinstance(self.image_size, int) or self.image_size < 32):
             raise ValueError(f"image_size must be an integer >= 32 (models downsample 32x), got {self.image_size!r}.")
+        if isinstance(self.flops, str) and self.flops != "auto":
+            raise ValueError(f"flops must be a (min, max) pair, 'auto' or None, got {self.flops!r}.")
         get_space(self.space)  # unknown names fail before any data is loaded
+
+    def resolved_flops(self, data: "ProxyData"):
+        """The flops range in effect: the given one, or :func:`default_flops` of the data's size for 'auto'."""
+        return default_flops(data.image_size) if self.flops == "auto" else self.flops
+
+    def regime(self, data: "ProxyData") -> Regime:
+        """The complexity regime of the sweep at the data's resolution and class count."""
+        return Regime(self.resolved_flops(data), self.params, self.acts, resolution=data.image_size,
+                      classes=data.num_classes)
 
     def key(self, data: "ProxyData") -> dict:
         """The settings a resumed sweep must share with the records in its file (resolved, JSON-able)."""
         d = dataclasses.asdict(self)
         for k in ("samples", "data_dir", "manual_dir", "max_tries"):
             d.pop(k)
-        d.update(image_size=data.image_size, stem=data.stem, augment=data.augment, eval_split=data.eval_split)
+        d.update(image_size=data.image_size, stem=data.stem, augment=data.augment, eval_split=data.eval_split,
+                 flops=self.resolved_flops(data))
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
@@ -185,11 +226,12 @@ def load_proxy_data(cfg: SweepConfig) -> ProxyData:
 
 
 def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, momentum=0.9, seed=0,
-                build_fn=None) -> dict:
+                build_fn=None, stop=None) -> dict:
     """Train one model with the proxy recipe and return its top-1 error (%) on the eval split and timings.
 
     ``build_fn(spec, **kwargs)`` replaces :func:`keras_regnet.models.build_model` (benchmarks use it to train the
-    same spec through Keras's own grouped ``Conv2D``).
+    same spec through Keras's own grouped ``Conv2D``). ``stop`` (a ``threading.Event``) is checked before every
+    batch: once set, training ends with :class:`SweepInterrupted`.
     """
     import keras
     import tensorflow as tf
@@ -199,6 +241,7 @@ def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, m
     from keras_regnet.training.schedules import WarmupCosine
 
     start = time.perf_counter()
+    keras.backend.clear_session()  # earlier proxy models' graphs and layer names are not needed any more
     keras.utils.set_random_seed(seed)
     model = (build_fn or build_model)(
         spec, input_shape=(data.image_size, data.image_size, 3), classes=data.num_classes,
@@ -215,7 +258,9 @@ def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, m
     variables = model.trainable_variables
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    @tf.function(jit_compile=False, reduce_retracing=True)
+    # autograph=False: the step has no Python control flow, and skipping the conversion shortens each model's
+    # trace (a sweep traces one step per model).
+    @tf.function(jit_compile=False, reduce_retracing=True, autograph=False)
     def train_step(x, y):
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
@@ -225,25 +270,32 @@ def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, m
         wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != tf.cast(y, tf.int64), tf.int32))
         return loss, wrong
 
-    @tf.function(jit_compile=False, reduce_retracing=True)
-    def eval_step(x, y):
-        logits = model(x, training=False)
-        return tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != tf.cast(y, tf.int64), tf.int32))
+    def check_stop():
+        if stop is not None and stop.is_set():
+            raise SweepInterrupted("stop requested")
 
     train_loss = train_wrong = seen = 0
     for epoch in range(epochs):
         train_loss = train_wrong = seen = 0
+        # Sums stay on the device during the epoch: one host sync per epoch instead of one per batch.
+        loss_sum, wrong_sum, n_sum = 0.0, 0, 0
         for x, y in data.train(seed * 1000 + epoch):
+            check_stop()
             loss, wrong = train_step(x, y)
-            train_loss += float(loss) * int(x.shape[0])
-            train_wrong += int(wrong)
-            seen += int(x.shape[0])
+            b = int(x.shape[0])
+            loss_sum += loss * b
+            wrong_sum += wrong
+            n_sum += b
+        train_loss, train_wrong, seen = float(loss_sum), int(wrong_sum), n_sum
         if not math.isfinite(train_loss):
             break  # diverged: the error below is that of a broken model, recorded as such
     train_time = time.perf_counter() - start
+    check_stop()
+    # Evaluation runs eagerly: a handful of batches costs less than tracing another graph for each model.
     wrong = total = 0
     for x, y in data.eval:
-        wrong += int(eval_step(x, y))
+        logits = model(x, training=False)
+        wrong += int(tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != tf.cast(y, tf.int64), tf.int32)))
         total += int(x.shape[0])
     return {
         "error": 100.0 * wrong / total,
@@ -265,75 +317,236 @@ def _parse_shard(shard):
     return k, n
 
 
-def run_sweep(cfg: SweepConfig, out, *, shard=None, progress=True, log=print, data: ProxyData | None = None):
+class _StopOnSignal:
+    """SIGINT/SIGTERM set ``event``; outside a :meth:`critical` section they also raise SweepInterrupted at once
+    (so building or tracing a model stops too). Installed only in the main thread; handlers are restored after."""
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
+
+    def __init__(self, event):
+        self.event = event
+        self.signum = None
+        self._critical = 0
+        self._old = {}
+
+    def _handler(self, signum, frame):
+        self.signum = signum
+        self.event.set()
+        if not self._critical:
+            raise SweepInterrupted(signal.Signals(signum).name)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+    @contextlib.contextmanager
+    def critical(self):
+        """Signals arriving inside are deferred to its end (file writes are never cut short by a stop)."""
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+        if self.event.is_set() and not self._critical:
+            raise SweepInterrupted(signal.Signals(self.signum).name if self.signum else "stop requested")
+
+
+def _describe_run(space, regime, cfg, data, auto):
+    how = " (default for this image size; --flops MIN,MAX or --no-flops to change)" if auto else ""
+    return (f"{space}: {regime.describe()}{how}; {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g} on "
+            f"{cfg.dataset} ({data.num_train} train / {data.num_eval} eval images)")
+
+
+def _short_regime(regime):
+    if regime.flops:
+        lo, hi = regime.flops
+        return f"{lo / 1e6:.3g}-{hi / 1e6:.3g}MF@{regime.resolution}px"
+    return f"any size@{regime.resolution}px"
+
+
+def _sweep_tag(key, seed):
+    """Claims of this sweep: a short hash of its settings (claims of another sweep on the same file never count)."""
+    return hashlib.sha256(json.dumps([key, seed], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_finished(out, key, samples, cfg):
+    """{index: record} of this sweep in ``out`` (first record of an index wins); refuses other sweeps' records."""
+    finished = {}
+    if not os.path.exists(out):
+        return finished
+    res = results_lib.read_results(out)
+    for n, rec in enumerate(res.records):
+        where = res.where(n)
+        i = rec.get("index")
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+            raise ValueError(
+                f"{where}: a sweep record needs a non-negative integer 'index', got {i!r} (was the line written by "
+                "`keras-regnet sweep`?); fix or delete that line, or write to another --out file."
+            )
+        if rec.get("sweep") != key:
+            other = rec.get("sweep") or {}
+            if not isinstance(other, dict):
+                other = {"sweep": other}
+            diff = sorted(f for f in set(key) | set(other) if key.get(f) != other.get(f))
+            raise SweepMismatchError(
+                f"{where}: {out} holds results of a different sweep (the line for sample {i} differs in "
+                f"{', '.join(f'{f}: {other.get(f)!r} there vs {key.get(f)!r} now' for f in diff)}). Resume with "
+                "the same settings or write to another --out file."
+            )
+        if i < len(samples) and rec.get("spec") != samples[i][0]:
+            version = rec.get("sampler_version", 1)
+            why = (f"it was drawn by sampler version {version}, this is version {SAMPLER_VERSION}"
+                   if version != SAMPLER_VERSION else "the file was written by a different sampler")
+            raise SweepMismatchError(
+                f"{where}: sample {i} in the file is not the sample this sampler draws for seed {cfg.seed} ({why}). "
+                "Use another --out file."
+            )
+        finished.setdefault(i, rec)
+    return finished
+
+
+def run_sweep(cfg: SweepConfig, out, *, shard=None, progress=True, log=print, data: ProxyData | None = None,
+              workers=1, handle_signals=True):
     """Run (or resume) a sweep into the JSONL file ``out``; returns all records of this sweep in the file.
 
-    ``shard=(k, n)`` trains only sample indices i with i % n == k, so n processes (one per GPU) can share a file.
+    ``shard=(k, n)`` trains only sample indices i with i % n == k. Any number of processes may run the same
+    sweep on one file: each index is claimed under the file lock before it is trained, so no sample is trained
+    twice (claims of processes that died are free again). ``workers=N`` starts N-1 extra worker processes on
+    this machine that share the file that way. SIGINT/SIGTERM stop within a batch (:class:`SweepInterrupted`),
+    leaving a file the same call resumes.
     """
-    from tqdm.auto import tqdm
-
     k, n = _parse_shard(shard)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}.")
     out = os.fspath(out)
     damaged = results_lib.repair_results(out)
     if damaged:
-        log(f"{out}: moved {len(damaged)} damaged line(s) to {out}.damaged (a previous run was killed mid-write):")
+        log(f"{out}: moved {len(damaged)} damaged line(s) to {out}.damaged (nothing deleted):")
         for line, text, reason in damaged:
             log(f"  line {line}: {reason}: {text[:60]!r}")
     data = data or load_proxy_data(cfg)
-    regime = Regime(cfg.flops, cfg.params, cfg.acts, resolution=data.image_size, classes=data.num_classes)
+    regime = cfg.regime(data)
     space = get_space(cfg.space, stem=data.stem, stem_width=cfg.stem_width)
     key = cfg.key(data)
     sampler = space.iter_samples(cfg.seed, regime, cfg.max_tries)
     samples = [next(sampler) for _ in range(cfg.samples)]
-
-    finished = {}
-    if os.path.exists(out):
-        for rec in results_lib.read_results(out).records:
-            if rec.get("sweep") != key:
-                other = rec.get("sweep") or {}
-                diff = sorted(f for f in set(key) | set(other) if key.get(f) != other.get(f))
-                raise SweepMismatchError(
-                    f"{out} holds results of a different sweep (line for sample {rec.get('index')} differs in "
-                    f"{', '.join(f'{f}: {other.get(f)!r} there vs {key.get(f)!r} now' for f in diff)}). Resume with "
-                    "the same settings or write to another --out file."
-                )
-            i = rec["index"]
-            if i < len(samples) and rec["spec"] != samples[i][0]:
-                raise SweepMismatchError(
-                    f"{out}: sample {i} in the file is not the sample this sampler draws for seed {cfg.seed}; the "
-                    "file was written by a different version of the sampler. Use another --out file."
-                )
-            finished[i] = rec
-
+    finished = _read_finished(out, key, samples, cfg)
     mine = [i for i in range(cfg.samples) if i % n == k]
-    todo = [i for i in mine if i not in finished]
+    log(_describe_run(space.name, regime, cfg, data, cfg.flops == "auto"))
+    if workers > 1 and any(i not in finished for i in mine):
+        _run_workers(cfg, out, shard, workers, log)
+    else:
+        _train_claimed(cfg, out, data, space, key, samples, mine, finished, regime, progress, log, handle_signals)
+    finished = _read_finished(out, key, samples, cfg)
+    return [finished[i] for i in sorted(finished) if i < cfg.samples]
+
+
+def _train_claimed(cfg, out, data, space, key, samples, mine, finished, regime, progress, log, handle_signals):
+    from tqdm.auto import tqdm
+
+    tag = _sweep_tag(key, cfg.seed)
     errors = [finished[i]["error"] for i in mine if i in finished]
-    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=cfg.space, unit="model", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=len(mine), initial=len(errors), desc=f"{space.name} {_short_regime(regime)}", unit="model",
+               disable=not progress, dynamic_ncols=True)
 
     def postfix():
-        bar.set_postfix_str(
-            f"remaining {len(mine) - bar.n}, best err {min(errors):.2f}%" if errors else f"remaining {len(mine) - bar.n}"
-        )
+        left = len(mine) - bar.n
+        bar.set_postfix_str(f"remaining {left}, best err {min(errors):.2f}%" if errors else f"remaining {left}")
 
-    postfix()
-    for i in todo:
-        spec, cx = samples[i]
-        model_seed = (cfg.seed * 1_000_003 + i) % (2**31)
-        result = train_proxy(spec, data, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                             momentum=cfg.momentum, seed=model_seed)
-        rec = {
-            "index": i, "space": space.name, "seed": cfg.seed, "model_seed": model_seed, "spec": spec, **cx,
-            **result, "epochs": cfg.epochs, "dataset": cfg.dataset, "image_size": data.image_size,
-            "num_classes": data.num_classes, "sweep": key, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        results_lib.append_result(out, rec)
-        finished[i] = rec
-        errors.append(rec["error"])
-        bar.update(1)
-        postfix()
-        line = (f"{space.name} #{i}: error {rec['error']:.2f}%  {cx['flops'] / 1e6:.2f} MF  "
-                f"{cx['params'] / 1e6:.3f} M params  {result['train_time_s']:.1f} s")
-        bar.write(line) if progress else log(line)
+    def finished_key(rec):
+        return rec.get("index") if rec.get("sweep") == key else None
+
+    event = threading.Event()
+    guard = _StopOnSignal(event) if handle_signals else contextlib.nullcontext(None)
+    claimed = None
+    try:
+        with guard:
+            postfix()
+            while True:
+                with guard.critical() if handle_signals else contextlib.nullcontext():
+                    claimed = results_lib.claim_index(out, mine, finished_key, tag=tag)
+                if claimed is None:
+                    break
+                i = claimed
+                spec, cx = samples[i]
+                model_seed = (cfg.seed * 1_000_003 + i) % (2**31)
+                result = train_proxy(spec, data, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     momentum=cfg.momentum, seed=model_seed, stop=event)
+                rec = {
+                    "index": i, "space": space.name, "seed": cfg.seed, "model_seed": model_seed, "spec": spec, **cx,
+                    **result, "epochs": cfg.epochs, "dataset": cfg.dataset, "image_size": data.image_size,
+                    "num_classes": data.num_classes, "sweep": key, "sampler_version": SAMPLER_VERSION,
+                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+                with guard.critical() if handle_signals else contextlib.nullcontext():
+                    results_lib.append_result(out, rec)
+                    results_lib.release_claim(out, i)
+                    claimed = None
+                finished[i] = rec
+                errors.append(rec["error"])
+                bar.update(1)
+                postfix()
+                line = (f"{space.name} #{i} [{_short_regime(regime)}]: error {rec['error']:.2f}%  "
+                        f"{cx['flops'] / 1e6:.2f} MF  {cx['params'] / 1e6:.3f} M params  {result['train_time_s']:.1f} s")
+                bar.write(line) if progress else log(line)
+    except SweepInterrupted as e:
+        bar.close()
+        if claimed is not None:
+            results_lib.release_claim(out, claimed)
+        done = len(_read_finished(out, key, samples, cfg))
+        log(f"stopped ({e.args[0] if e.args else 'interrupted'}): {done} of {cfg.samples} samples finished in {out}; "
+            "run the same command again to resume.")
+        raise
+    except BaseException:
+        if claimed is not None:
+            results_lib.release_claim(out, claimed)
+        raise
     bar.close()
-    return [finished[i] for i in sorted(finished) if i < cfg.samples]
+
+
+def _worker_main(cfg_dict, out, shard, threads):
+    """Entry point of a worker process started by ``run_sweep(workers=N)``."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    with contextlib.suppress(SweepInterrupted):
+        run_sweep(SweepConfig(**cfg_dict), out, shard=shard, progress=False, log=lambda *a: None)
+
+
+def _run_workers(cfg, out, shard, workers, log):
+    """Run ``workers`` processes on one file (they share it through claims); stop them all on SIGINT/SIGTERM."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    procs = [ctx.Process(target=_worker_main, args=(dataclasses.asdict(cfg), out, shard, threads), daemon=True)
+             for _ in range(workers)]
+    log(f"{workers} worker processes, {threads} thread(s) each, sharing {out}")
+    event = threading.Event()
+    try:
+        with _StopOnSignal(event):
+            for p in procs:
+                p.start()
+            while any(p.is_alive() for p in procs):
+                for p in procs:
+                    p.join(0.2)
+    except SweepInterrupted:
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.join(10)
+        done = sum(1 for _ in results_lib.read_results(out).records) if os.path.exists(out) else 0
+        log(f"stopped: {done} result line(s) in {out}; run the same command again to resume.")
+        raise
+    failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {workers} sweep workers failed (exit codes {failed}); rerun to resume.")
