@@ -1,23 +1,74 @@
-"""keras-regnet: RegNet and AnyNet (Radosavovic et al., "Designing Network Design Spaces", CVPR 2020) for Keras 3."""
+"""keras-regnet: RegNet and AnyNet (Radosavovic et al., "Designing Network Design Spaces", CVPR 2020) for Keras 3.
 
-__version__ = "0.1.0"
+``import keras_regnet`` loads neither Keras nor TensorFlow: the design maths, specs and complexity are pure Python,
+and everything that needs Keras is imported on first use. The package's Keras objects (the ``RegNetModel`` class,
+``GroupConv2D``, the training optimizer and schedules) are registered for deserialisation as soon as Keras is
+imported, in either order, so ``keras.saving.load_model("model.keras")`` works after ``import keras_regnet``.
+"""
+
+__version__ = "0.2.0"
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 from keras_regnet.complexity import complexity
 from keras_regnet.design import adjust_block_compatibility, fit_quantized_linear, generate_regnet
-from keras_regnet.specs import MODEL_NAMES, AnyNetParams, RegNetParams, get_params, params_from_dict
+from keras_regnet.specs import MODEL_NAMES, AnyNetParams, RegNetParams, alias_names, get_params, params_from_dict
 
-try:
-    # Registers keras_regnet>GroupConv2D, so `.keras` files load after a plain `import keras_regnet`.
-    from keras_regnet.layers import GroupConv2D
-except ImportError:  # Keras is not installed: the design maths and complexity still work.
-    pass
+# Modules whose import registers Keras serialisable objects (keras.saving.register_keras_serializable).
+_REGISTERING_MODULES = (
+    "keras_regnet.layers", "keras_regnet.models", "keras_regnet.training.optim", "keras_regnet.training.schedules",
+)
+
+
+def _register_keras_objects():
+    """Import the modules that register our Keras objects (needs Keras; TensorFlow only if Keras uses it)."""
+    for name in _REGISTERING_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # our own module is missing: a broken install
+                raise
+            # else an optional dependency of that module is missing: it has nothing to restore then
+
+
+class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
+    """Registers our objects right after ``keras`` itself is imported, when that happens after ``keras_regnet``."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None:
+            return spec
+        loader_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            loader_exec(module)
+            _register_keras_objects()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_keras_objects()
+elif not any(isinstance(f, _RegisterAfterKerasImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterKerasImport())
 
 _LAZY = {
-    # Heavier Keras-dependent modules are imported on first use.
+    # Keras-dependent parts are imported on first use.
+    "RegNetModel": "keras_regnet.models",
     "AnyNet": "keras_regnet.models",
     "RegNet": "keras_regnet.models",
     "build_model": "keras_regnet.models",
     "get_model": "keras_regnet.models",
+    "list_models": "keras_regnet.models",
+    "load_model": "keras_regnet.models",
+    "GroupConv2D": "keras_regnet.layers",
     "preprocess_input": "keras_regnet.preprocessing",
     "decode_predictions": "keras_regnet.preprocessing",
     "normalize_imagenet": "keras_regnet.preprocessing",
@@ -31,19 +82,20 @@ _LAZY = {
     "export_model": "keras_regnet.export",
     "fold_batchnorm": "keras_regnet.export",
     "load_dataset": "keras_regnet.datasets",
-    "explain": "keras_regnet.explain",
-    "plot_explanations": "keras_regnet.explain",
+    "explain": "keras_regnet.explanations",
+    "plot_explanations": "keras_regnet.explanations",
 }
 _LAZY.update({n.replace("-", "").replace(".", "_"): "keras_regnet.models" for n in MODEL_NAMES})
+_LAZY.update({alias_names(n)[0]: "keras_regnet.models" for n in MODEL_NAMES})  # RegNetY006 ... (tf_keras, kimm)
 
 
 def __getattr__(name):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'keras_regnet' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
 
 def __dir__():

@@ -51,8 +51,17 @@ class GroupConv2D(keras.layers.Conv2D):
     """``Conv2D(groups=g)`` whose TensorFlow path calls the native grouped convolution (no forced XLA)."""
 
     def convolution_op(self, inputs, kernel):
-        if keras.backend.backend() != "tensorflow" or self.groups == 1 or self.data_format != "channels_last":
+        if keras.backend.backend() != "tensorflow" or self.groups == 1:
             return super().convolution_op(inputs, kernel)
+        import tensorflow as tf
+
+        if self.data_format == "channels_first":
+            # TF's CPU convolutions are NHWC only: transpose around the native NHWC grouped conv (no forced XLA).
+            nhwc = tf.transpose(inputs, [0, 2, 3, 1])
+            return tf.transpose(self._native_nhwc(nhwc, kernel), [0, 3, 1, 2])
+        return self._native_nhwc(inputs, kernel)
+
+    def _native_nhwc(self, inputs, kernel):
         import tensorflow as tf
 
         compute_dtype = inputs.dtype

@@ -23,6 +23,10 @@ __all__ = [
     "canonical_name",
     "get_params",
     "params_from_dict",
+    "resolve",
+    "split_model_name",
+    "alias_names",
+    "timm_arch",
 ]
 
 
@@ -208,24 +212,61 @@ def constructor_name(name: str) -> str:
     return canonical_name(name).replace("-", "").replace(".", "_")
 
 
+# The size codes of tf_keras / kimm (RegNetY006) and timm (regnety_006).
+SIZE_CODES = {
+    "200MF": "002", "400MF": "004", "600MF": "006", "800MF": "008", "1.6GF": "016", "3.2GF": "032",
+    "4.0GF": "040", "6.4GF": "064", "8.0GF": "080", "12GF": "120", "16GF": "160", "32GF": "320",
+}
+
+
+def alias_names(name: str) -> tuple:
+    """The peers' spellings of a paper model: ('RegNetY006', 'regnety_006') for 'RegNetY-600MF' (tf_keras/kimm, timm)."""
+    family, size = canonical_name(name).split("-")
+    return f"{family}{SIZE_CODES[size]}", f"{family.lower()}_{SIZE_CODES[size]}"
+
+
+def timm_arch(name: str) -> str:
+    """'RegNetY-600MF' -> 'regnety_006' (timm's architecture name)."""
+    return alias_names(name)[1]
+
+
 def _key(name):
     """Spelling-insensitive key; a decimal mark ('.' or '_' between digits) is kept so 1.6GF != 16GF."""
     name = re.sub(r"(?<=\d)[._](?=\d)", "p", name.lower())
     return re.sub(r"[^a-z0-9]", "", name)
 
 
+# Paper spellings, plus the size codes of tf_keras/kimm and timm ('RegNetY006', 'regnety_006' share one key).
 _LOOKUP = {_key(_n): _n for _n in MODEL_NAMES}
+_LOOKUP.update({_key(f"{_n.split('-')[0]}{SIZE_CODES[_n.split('-')[1]]}"): _n for _n in MODEL_NAMES})
+
+
+def split_model_name(name: str):
+    """'regnety_080.ra3_in1k' -> ('RegNetY-8.0GF', 'ra3_in1k'); 'RegNetY600MF' -> ('RegNetY-600MF', None).
+
+    Accepts the paper's spelling, constructor names, tf_keras/kimm names (``RegNetY006``) and timm names
+    (``regnety_006``), optionally followed by a timm pretrained tag after a dot.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"a model name must be a string, got {name!r}.")
+    base, tag = name, None
+    if "." in name:
+        head, _, rest = name.partition(".")
+        if _key(head) in _LOOKUP and rest and not rest[0].isdigit():
+            base, tag = head, rest
+    return canonical_name(base), tag
 
 
 def canonical_name(name: str) -> str:
-    """Map 'RegNetY600MF', 'regnety_600mf', 'RegNetY-600MF' ... to the paper's spelling 'RegNetY-600MF'."""
+    """Map 'RegNetY600MF', 'regnety_600mf', 'RegNetY006', 'regnety_006', 'RegNetY-600MF' ... to 'RegNetY-600MF'."""
     if not isinstance(name, str):
         raise ValueError(f"a model name must be a string, got {name!r}.")
     found = _LOOKUP.get(_key(name))
     if found is None:
         raise ValueError(
             f"unknown model name {name!r}. Known models: {', '.join(MODEL_NAMES)} "
-            "(constructor spellings such as 'RegNetY600MF' or 'RegNetX1_6GF' work too)."
+            "(constructor spellings such as 'RegNetY600MF' or 'RegNetX1_6GF', tf_keras/kimm names such as "
+            "'RegNetY006' and timm names such as 'regnety_006' work too)."
         )
     return found
 
@@ -233,3 +274,21 @@ def canonical_name(name: str) -> str:
 def get_params(name: str) -> RegNetParams:
     """Generating parameters of a named model."""
     return MODEL_PARAMS[canonical_name(name)]
+
+
+def resolve(model):
+    """``(params, paper_name)`` for a paper model name (any spelling), a spec dict, RegNetParams or AnyNetParams.
+
+    ``paper_name`` is the canonical paper name when ``model`` names one of the 24 models, else None.
+    """
+    if isinstance(model, str):
+        name, _ = split_model_name(model)
+        return MODEL_PARAMS[name], name
+    if isinstance(model, dict):
+        return params_from_dict(model), None
+    if isinstance(model, (RegNetParams, AnyNetParams)):
+        return model, None
+    raise ValueError(
+        "a model must be given as a paper model name (e.g. 'RegNetY-600MF'), a RegNet/AnyNet spec dict, "
+        f"RegNetParams or AnyNetParams; got {type(model).__name__}."
+    )

@@ -1,6 +1,6 @@
 """Transfer learning: freeze a RegNet by stage, replace its classifier, build a fine-tuning model in one call.
 
-Stages are found by the models' layer-name prefixes (``stem_*``, ``s{i}_b{j}_*``, ``head_*``). In Keras 3 a
+Stages come from the model's own record of what each layer is (``RegNetModel.layer_roles``). In Keras 3 a
 ``BatchNormalization`` layer with ``trainable = False`` runs in inference mode (moving statistics, no updates)
 even when the model is called with ``training=True``, which is what the Keras fine-tuning guide asks for: frozen
 parts of the network therefore keep their ImageNet statistics. Recompile after changing what is trainable.
@@ -10,26 +10,55 @@ from __future__ import annotations
 
 import keras
 
-from keras_regnet.features import stage_of, stage_outputs
+from keras_regnet.blocks import Builder
+from keras_regnet.features import regnet_of
 
 __all__ = ["freeze_until", "replace_head", "transfer_model", "trainable_stages"]
 
 
+def _regnets(model):
+    """Every RegNetModel that is ``model`` or is nested in it (a backbone used inside a user's model)."""
+    from keras_regnet.models import RegNetModel
+
+    if isinstance(model, RegNetModel):
+        return [model]
+    found = []
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, keras.Model):
+            found.extend(_regnets(layer))
+    return found
+
+
+def _stage_map(model):
+    """``{layer: stage}`` for the layers of every RegNet in ``model`` ('stem', 's1'.., 'head', 'preprocessing')."""
+    out = {}
+    for regnet in _regnets(model):
+        roles = regnet.layer_roles
+        for layer in regnet.layers:
+            role = roles.get(layer.name)
+            if role is not None:
+                out[id(layer)] = role.stage
+    return out
+
+
+def _model_stages(model):
+    """The stages (``'stem'``, ``'s1'`` ...) of the RegNet(s) in ``model``, in network order."""
+    regnets = _regnets(model)
+    if not regnets:
+        regnet_of(model)  # raises the clear error
+    ordered = []
+    for regnet in regnets:
+        ordered += [s for s in regnet.feature_info if s not in ordered]
+    return ordered
+
+
 def _leaf_layers(model):
-    """Every layer of ``model``, descending into nested models (a backbone used inside a user's model)."""
+    """Every layer of ``model``, descending into nested models."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             yield from _leaf_layers(layer)
         else:
             yield layer
-
-
-def _model_stages(model):
-    """The stages (``'stem'``, ``'s1'`` ...) whose layers occur anywhere in ``model`` (nested models included)."""
-    found = {stage_of(layer.name) for layer in _leaf_layers(model)}
-    ordered = ["stem"] if "stem" in found else []
-    ordered += sorted((s for s in found if s and s[0] == "s" and s[1:].isdigit()), key=lambda s: int(s[1:]))
-    return ordered
 
 
 def freeze_until(model, stage, freeze_batchnorm=False):
@@ -48,11 +77,6 @@ def freeze_until(model, stage, freeze_batchnorm=False):
         ``model`` (modified in place).
     """
     stages = _model_stages(model)
-    if not stages:
-        raise ValueError(
-            f"model {model.name!r} has no RegNet layers ('stem_*', 's{{i}}_b{{j}}_*'); freeze_until works on "
-            "models built by keras_regnet."
-        )
     if stage == "backbone":
         stage = stages[-1]
     if stage is not None and stage not in stages:
@@ -62,25 +86,26 @@ def freeze_until(model, stage, freeze_batchnorm=False):
         )
     frozen = set(stages[: stages.index(stage) + 1]) if stage is not None else set()
     # Every layer gets its flag set explicitly, so the result depends only on the arguments, not on earlier calls.
-    _set_trainable(model, frozen, freeze_batchnorm)
+    _set_trainable(model, frozen, freeze_batchnorm, _stage_map(model))
     return model
 
 
-def _set_trainable(model, frozen, freeze_batchnorm):
+def _set_trainable(model, frozen, freeze_batchnorm, stage_map):
     model.trainable = True
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            _set_trainable(layer, frozen, freeze_batchnorm)
+            _set_trainable(layer, frozen, freeze_batchnorm, stage_map)
         else:
             is_bn = isinstance(layer, keras.layers.BatchNormalization)
-            layer.trainable = not (stage_of(layer.name) in frozen or (freeze_batchnorm and is_bn))
+            layer.trainable = not (stage_map.get(id(layer)) in frozen or (freeze_batchnorm and is_bn))
 
 
 def trainable_stages(model) -> dict:
     """``{stage: True/False}``: whether each stage (and the head, if present) has trainable weights."""
     result = {}
+    stage_map = _stage_map(model)
     for layer in _leaf_layers(model):
-        stage = stage_of(layer.name)
+        stage = stage_map.get(id(layer))
         if stage in (None, "preprocessing") or not layer.weights:
             continue
         result[stage] = result.get(stage, False) or bool(layer.trainable_weights)
@@ -101,7 +126,7 @@ def replace_head(model, classes, dropout=0.0, activation="softmax", name=None):
         name: name of the new model (default: the old one's).
 
     Returns:
-        A new ``keras.Model``.
+        A new :class:`keras_regnet.RegNetModel` (its config rebuilds it: ``.keras`` files restore it).
     """
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
         raise ValueError(f"classes must be a positive integer, got {classes!r}.")
@@ -111,19 +136,24 @@ def replace_head(model, classes, dropout=0.0, activation="softmax", name=None):
         keras.activations.get(activation)
     except (ValueError, TypeError) as e:
         raise ValueError(f"unknown activation {activation!r}: {e}") from None
-    last = list(stage_outputs(model).values())[-1]
-    if last == "stem_relu":
+    from keras_regnet.models import RegNetModel
+
+    if not isinstance(model, RegNetModel):
+        regnet_of(model)  # raises the clear error for non-RegNet models
+        raise ValueError(
+            f"model {model.name!r} contains a keras_regnet backbone; call replace_head on the backbone itself."
+        )
+    stages = model.feature_info
+    last = list(stages)[-1]
+    if last == "stem":
         raise ValueError(f"model {model.name!r} has no stages after the stem; nothing to put a head on.")
-    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(model.get_layer(last).output)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    # Same initialisation as the constructors' head (pycls: normal, std 0.01, zero bias).
-    x = keras.layers.Dense(
-        classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="head_fc"
-    )(x)
-    x = keras.layers.Activation(activation, dtype="float32", name="predictions")(x)
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, x, name=name or model.name)
+    builder = Builder(model.build_options["padding"])
+    builder._where = ("head", 0, stages[last].stride)
+    # Same layers and initialisation as the constructors' head (pycls: normal, std 0.01, zero bias).
+    x = builder.head(model._stage_tensors[last], classes, activation, dropout)
+    options = dict(model.build_options, include_top=True, pooling=None, classes=classes,
+                   classifier_activation=activation, head_dropout=float(dropout), features=None)
+    return model._derive(x, options, name=name or model.name, extra_roles=builder.roles)
 
 
 # transfer_model's argument of the same name shadows the function inside it.

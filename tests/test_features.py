@@ -116,7 +116,7 @@ def test_errors_are_clear():
     with pytest.raises(ValueError, match="at least one"):
         keras_regnet.feature_extractor(model, stages=())
     plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3)])
-    with pytest.raises(ValueError, match="no RegNet stage layers"):
+    with pytest.raises(ValueError, match="not a keras_regnet model"):
         keras_regnet.feature_extractor(plain)
     with pytest.raises(ValueError, match="unknown model name"):
         keras_regnet.feature_extractor("RegNetZ9000")

@@ -42,7 +42,7 @@ def __getattr__(name):
         from keras_regnet.convert import WeightsMismatchError
 
         return WeightsMismatchError
-    raise AttributeError(name)
+    raise AttributeError(f"module 'keras_regnet.weights' has no attribute {name!r}")
 
 
 def atomic_save_weights(model, path):
@@ -66,8 +66,8 @@ def converted_path(info, include_top):
 
 
 def _load_named(model, weights, arch, include_top):
-    from keras_regnet.convert import load_file_into_model
     from keras_regnet.weights import download
+    from keras_regnet.weights.files import load_file_into_model
 
     info = get_weights_info(arch, weights)
     target = converted_path(info, include_top)
@@ -91,24 +91,25 @@ def _load_named(model, weights, arch, include_top):
 
 
 def _load_path(model, path):
-    from keras_regnet.convert import WeightsMismatchError, is_keras2_h5, load_file_into_model
+    from keras_regnet.weights.files import is_keras2_h5, load_file_into_model
+    from keras_regnet.weights.keras_files import load_keras_weights
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"weights={path!r} is a directory; pass a weights file (.weights.h5, .keras, .safetensors, .pyth or a "
+            "Keras 2 .h5), 'imagenet', 'imagenet:<tag>' or None."
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"weights file {path!r} does not exist (weights= takes None, 'imagenet', 'imagenet:<tag>' or a path)."
         )
     if path.endswith((".safetensors", ".pyth", ".pth", ".pt")):
         return load_file_into_model(model, path)
-    if path.endswith(".h5") and is_keras2_h5(path):
+    if path.endswith(".h5") and not path.endswith(".weights.h5") and is_keras2_h5(path):
         return load_file_into_model(model, path, fmt="keras2")
     if path.endswith((".weights.h5", ".keras")):
-        try:
-            model.load_weights(path)
-        except (ValueError, OSError, KeyError) as e:
-            raise WeightsMismatchError(
-                f"{path!r} does not fit this model (a different architecture, or a damaged file): {e}"
-            ) from None
+        load_keras_weights(model, path)
         return None
     raise ValueError(
         f"unsupported weights file {path!r}: expected a Keras '.weights.h5' or '.keras' file, a timm/pycls "
@@ -121,7 +122,7 @@ def load_weights(model, weights, arch=None, include_top=True):
 
     Raises ``WeightsMismatchError`` (a ``ValueError``) when the weights do not fit, naming the first offending
     tensor, ``WeightsDownloadError`` when registry weights cannot be fetched, ``WeightsIntegrityError`` when a
-    file's sha256 changed. The model is never left partially loaded by a foreign-format file.
+    file's sha256 changed. The model is never left partially loaded, whatever the format.
     """
     if is_registry_weights(weights):
         if arch is None:
