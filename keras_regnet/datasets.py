@@ -26,7 +26,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["DatasetInfo", "load_dataset", "IMAGE_EXTENSIONS", "IMAGENET_MANUAL_FILES"]
+__all__ = ["DatasetInfo", "load_dataset", "check_images", "BadImagesWarning", "IMAGE_EXTENSIONS",
+           "IMAGENET_MANUAL_FILES"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # The files tfds's imagenet2012 builder reads from manual_dir (its MANUAL_DOWNLOAD_INSTRUCTIONS).
@@ -66,6 +67,7 @@ def load_dataset(
     download: bool = False,
     shuffle_files: bool = False,
     decode: bool = True,
+    bad_images: str = "skip",
 ):
     """Load one split of an image-classification data set.
 
@@ -81,6 +83,9 @@ def load_dataset(
         decode: with False, folders and tfds data sets yield the encoded file bytes (a scalar string) instead of
             the decoded image, so a pipeline can shuffle small records and decode only a crop of each JPEG
             (``tf.image.decode_and_crop_jpeg``). Digits are always decoded.
+        bad_images: folders: what to do with files that are not readable images (empty, fake or corrupt; see
+            :func:`check_images`): ``"skip"`` them with a :class:`BadImagesWarning` that counts and names them,
+            or ``"error"`` (a ValueError naming them).
 
     Returns:
         ``(dataset, info)``: a ``tf.data.Dataset`` yielding ``(image uint8 (H, W, C), label int64)`` in a fixed
@@ -98,9 +103,9 @@ def load_dataset(
         path = os.path.expanduser(name[len("folder:"):])
         if not os.path.isdir(path):
             raise FileNotFoundError(f"image folder {path!r} does not exist (from dataset {name!r}).")
-        return _load_folder(path, split, decode)
+        return _load_folder(path, split, decode, bad_images)
     if os.path.isdir(os.path.expanduser(name)):
-        return _load_folder(os.path.expanduser(name), split, decode)
+        return _load_folder(os.path.expanduser(name), split, decode, bad_images)
     if os.sep in name or name.startswith("."):
         raise FileNotFoundError(
             f"dataset {name!r} looks like a path but is not an existing directory. Give a directory of class "
@@ -269,7 +274,95 @@ def _folder_split_root(path, base):
     return path
 
 
-def _load_folder(path, split, decode=True):
+class BadImagesWarning(UserWarning):
+    """Some files of an image folder are not readable images and were skipped."""
+
+
+# Folders up to this many images are checked by decoding every file; larger ones by their header only (a file
+# with a valid header but corrupt data then fails during training with TensorFlow's error).
+FULL_CHECK_LIMIT = 20_000
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+          (b"BM", "BMP"))
+_checked: dict = {}
+
+
+def _decode_problem(error) -> str:
+    text = str(getattr(error, "message", None) or error).strip().splitlines()[0]
+    text = re.sub(r"^\{\{[^}]*\}\}\s*", "", text)
+    return re.sub(r"\s*\[Op:\w+\]$", "", text) or type(error).__name__
+
+
+def _check_one(path, full):
+    """None if ``path`` reads as an image, else what is wrong with it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16) if not full else f.read()
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    if not head:
+        return "empty file"
+    if not any(head.startswith(magic) for magic, _ in _MAGIC):
+        return "not a JPEG, PNG, GIF or BMP image (unknown header)"
+    if not full:
+        return None
+    import tensorflow as tf
+
+    try:
+        tf.io.decode_image(head, channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+        return f"corrupt ({_decode_problem(e)})"
+    return None
+
+
+def check_images(files, full=None):
+    """``{path: problem}`` for the files that are not readable images: empty, no JPEG/PNG/GIF/BMP header, or (with
+    ``full``; default: when there are at most :data:`FULL_CHECK_LIMIT` files) failing to decode. Results are
+    remembered per file (path, size, mtime) for the process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    full = len(files) <= FULL_CHECK_LIMIT if full is None else full
+    keys = []
+    for f in files:
+        try:
+            st = os.stat(f)
+            keys.append((f, st.st_size, st.st_mtime_ns, full))
+        except OSError:
+            keys.append((f, None, None, full))
+    todo = [k for k in keys if k not in _checked]
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            for key, problem in zip(todo, pool.map(lambda k: _check_one(k[0], k[3]), todo)):
+                _checked[key] = problem
+    return {k[0]: _checked[k] for k in keys if _checked[k] is not None}
+
+
+def _drop_bad_images(root, files, labels, bad_images):
+    """Check the folder's files; skip (with a counted warning) or refuse the bad ones."""
+    if bad_images not in ("skip", "error"):
+        raise ValueError(f"bad_images must be 'skip' or 'error', got {bad_images!r}.")
+    bad = check_images(files)
+    if not bad:
+        return files, labels
+    listed = "; ".join(f"{os.path.relpath(f, root)}: {why}" for f, why in list(bad.items())[:5])
+    more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+    if bad_images == "error":
+        raise ValueError(
+            f"{len(bad)} of {len(files)} files under {root!r} are not readable images: {listed}{more}. Remove or "
+            "replace them, or skip them (bad_images='skip', --bad-images skip)."
+        )
+    import warnings
+
+    warnings.warn(
+        f"skipped {len(bad)} of {len(files)} files under {root!r} that are not readable images: {listed}{more} "
+        "(--bad-images error stops instead).",
+        BadImagesWarning,
+        stacklevel=4,
+    )
+    keep = [i for i, f in enumerate(files) if f not in bad]
+    return [files[i] for i in keep], labels[keep]
+
+
+def _load_folder(path, split, decode=True, bad_images="skip"):
     import tensorflow as tf
 
     base, start, stop = _parse_split(split)
@@ -285,6 +378,10 @@ def _load_folder(path, split, decode=True):
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root!r}; expected {root}/<class>/<image files>."
         )
     labels = np.asarray(labels, np.int64)
+    # Bad files are dropped before slicing, so train[:90%] / train[90%:] still partition the readable images.
+    files, labels = _drop_bad_images(root, files, labels, bad_images)
+    if not files:
+        raise FileNotFoundError(f"no readable images under {root!r}; expected {root}/<class>/<image files>.")
     idx = _stratified_slice(labels, start, stop)
     files = [files[i] for i in idx]
     labels = labels[idx]

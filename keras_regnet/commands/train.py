@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+# keras_regnet.training.strategy.STRATEGIES, repeated so that building the parser imports no Keras (tested equal).
+STRATEGIES = ("auto", "mirrored", "multi_worker", "tpu", "one_device")
+
 # flag, TrainConfig field, type, help. Every flag defaults to None, meaning "not given": preset/config decide.
 _FLAGS = [
     ("--model", "model", str, "paper model name, e.g. RegNetY600MF or RegNetX-1.6GF (a spec dict: use --config)"),
@@ -23,15 +26,22 @@ _FLAGS = [
      "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar); the data set is prepared from it once"),
     ("--train-split", "train_split", str, "training split, tfds slicing allowed (default train)"),
     ("--val-split", "val_split", str, "validation split; 'auto' (validation/val/test if present) or 'none'"),
-    ("--image-size", "image_size", int, "training and evaluation resolution (default 224)"),
-    ("--eval-crop-pct", "eval_crop_pct", float, "evaluation: resize to size/crop_pct, center crop (0.875: 256->224)"),
-    ("--min-crop-area", "min_crop_area", float, "smallest Inception-crop area fraction (default 0.08)"),
-    ("--lighting-std", "lighting_std", float, "PCA lighting noise std (default 0.1; 0 disables)"),
+    ("--bad-images", "bad_images", str, "folders: 'skip' files that are not readable images, with a warning "
+     "naming them (default), or 'error'"),
+    ("--image-size", "image_size", int, "training and evaluation resolution (default: 224; a fixed-size data set "
+     "smaller than that: its own size, at least 32)"),
+    ("--eval-crop-pct", "eval_crop_pct", float, "evaluation: resize to size/crop_pct, center crop (default 0.875: "
+     "256->224; small images: 1, the whole image)"),
+    ("--min-crop-area", "min_crop_area", float, "smallest Inception-crop area fraction (default 0.08; small "
+     "images: 0.75)"),
+    ("--lighting-std", "lighting_std", float, "PCA lighting noise std (default 0.1, finetune 0; small images: 0)"),
     ("--cache-mb", "cache_mb", int, "cache fixed-size decoded data up to this many MiB in memory (default 2048)"),
     ("--epochs", "epochs", int, "number of epochs (default 100)"),
-    ("--batch-size", "batch_size", int, "GLOBAL batch size, divisible by the replicas (default 128 per replica)"),
+    ("--batch-size", "batch_size", int, "GLOBAL batch size, divisible by the replicas (default 128 per replica, "
+     "halved down to 8 until an epoch has 40 steps)"),
     ("--lr", "lr", float, "learning rate per 128 images, scaled linearly with the global batch (default 0.1)"),
-    ("--warmup-epochs", "warmup_epochs", float, "linear warm-up epochs (default 5)"),
+    ("--warmup-epochs", "warmup_epochs", float, "linear warm-up epochs, < --epochs (default 5, finetune 1; "
+     "at most a tenth of --epochs)"),
     ("--warmup-factor", "warmup_factor", float, "warm-up starts at this fraction of the rate (default 0.1)"),
     ("--min-lr", "min_lr", float, "cosine floor as a fraction of the peak rate (default 0)"),
     ("--momentum", "momentum", float, "SGD momentum (default 0.9, Nesterov)"),
@@ -53,9 +63,11 @@ _FLAGS = [
 _SWITCHES = [
     ("--download", "download", True, "let tfds download a missing data set (needs network)"),
     ("--jit", "jit", True, "compile the train step with XLA"),
+    ("--flip", "flip", True, "random horizontal flips (default, except digit-like data sets)"),
     ("--no-flip", "flip", False, "no random horizontal flips"),
     ("--no-nesterov", "nesterov", False, "plain momentum instead of Nesterov"),
-    ("--lr-per-step", "lr_per_epoch", False, "update the rate every step (default: once per epoch, as pycls)"),
+    ("--lr-per-step", "lr_per_epoch", False, "update the rate every step (default for runs under 10 epochs)"),
+    ("--lr-per-epoch", "lr_per_epoch", True, "update the rate once per epoch, as pycls (default from 10 epochs)"),
     ("--no-export", "export", False, "skip the SavedModel export at the end"),
 ]
 
@@ -66,10 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="imagenet: the paper's recipe (default); finetune: pretrained backbone, new head")
     parser.add_argument("--config", default=None, help="YAML or JSON file of settings (TrainConfig field names); "
                         "flags given here override it")
-    from keras_regnet.training.strategy import STRATEGIES
-
     choices = {
         "strategy": STRATEGIES,
+        "bad_images": ("skip", "error"),
         "precision": ("float32", "mixed_float16", "mixed_bfloat16"),
         "decay_on": ("all", "kernels"),
     }
@@ -95,13 +106,13 @@ def config_from_args(args):
 
 
 def run(args) -> int:
-    """Train; exit status 0 when finished, 1 when the loss diverged."""
+    """Train; exit status 0 when finished, 1 when the run diverged (one line on stderr says why)."""
     from keras_regnet.training.trainer import train
 
     config = config_from_args(args)
     result = train(config)
     if result.status != "finished":
-        print(result.message, file=sys.stderr)
+        print(" ".join(str(result.message).split()), file=sys.stderr)
         return 1
     print(f"finished: run directory {result.run_dir}, best model {result.best_model}, SavedModel {result.export_dir}")
     return 0

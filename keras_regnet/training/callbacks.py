@@ -15,6 +15,7 @@ __all__ = [
     "GuardedModelCheckpoint",
     "Validation",
     "SwapBack",
+    "FiniteOutputs",
     "batchnorm_layers",
 ]
 
@@ -70,7 +71,25 @@ class PreciseBN(keras.callbacks.Callback):
         if not bns:
             return None, []
         probe = keras.Model(self.model.inputs, [bn.input for bn in bns])
-        return probe, bns
+
+        def stats(images):
+            """Each BN input's batch mean and unbiased batch variance (as PyTorch stores in running_var)."""
+            outs = probe(images, training=True)
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            result = []
+            for x in outs:
+                x = keras.ops.cast(x, "float32")
+                axes = tuple(range(len(x.shape) - 1))
+                n = keras.ops.cast(keras.ops.prod(keras.ops.shape(x)[:-1]), "float32")
+                var = keras.ops.var(x, axis=axes) * n / keras.ops.maximum(n - 1.0, 1.0)
+                result.append((keras.ops.mean(x, axis=axes), var))
+            return result
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            stats = tf.function(stats, reduce_retracing=True)  # one graph instead of eager layer calls
+        return stats, bns
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard is None or self.guard.message is None:
@@ -87,17 +106,9 @@ class PreciseBN(keras.callbacks.Callback):
         variances = [np.zeros(bn.moving_variance.shape, np.float64) for bn in bns]
         seen = 0
         for images, _ in self.dataset.take(self.num_batches):
-            outs = probe(images, training=True)
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            for i, x in enumerate(outs):
-                x = keras.ops.cast(x, "float32")
-                axes = tuple(range(len(x.shape) - 1))
-                mean = keras.ops.mean(x, axis=axes)
-                var = keras.ops.var(x, axis=axes)
-                n = int(np.prod([x.shape[a] for a in axes]))
+            for i, (mean, var) in enumerate(probe(images)):
                 means[i] += keras.ops.convert_to_numpy(mean)
-                # Unbiased batch variance, as PyTorch stores in running_var.
-                variances[i] += keras.ops.convert_to_numpy(var) * n / max(n - 1, 1)
+                variances[i] += keras.ops.convert_to_numpy(var)
             seen += 1
         if seen == 0:
             return 0
@@ -129,8 +140,13 @@ class TerminateOnNaN(keras.callbacks.Callback):
                 "(or raise --warmup-epochs), check the data, or train in float32 (--precision float32). The "
                 "checkpoints of the last finished epoch are kept; rerunning the same command resumes from them."
             )
-            print("\n" + self.message)
             self.model.stop_training = True
+
+    def stop(self, message):
+        """Stop training with ``message`` (first one wins): no checkpoint or backup of this epoch is written."""
+        if self.message is None:
+            self.message = message
+        self.model.stop_training = True
 
 
 class GuardedBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -191,13 +207,45 @@ class Validation(keras.callbacks.Callback):
             self._swapper().on_test_begin()
             self.swapped = True
         results = self.model.evaluate(self.dataset, steps=self.steps, verbose=0, return_dict=True)
+        results = {f"val_{k}": float(v) for k, v in results.items()}
         if logs is not None:
-            logs.update({f"val_{k}": float(v) for k, v in results.items()})
+            logs.update(results)
+        bad = {k: v for k, v in results.items() if not math.isfinite(v)}
+        if bad:
+            self.guard.stop(
+                f"training stopped: the validation {', '.join(f'{k[4:]} became {v}' for k, v in bad.items())} at "
+                f"epoch {epoch + 1} while the training loss stayed finite (the model's inference-mode outputs "
+                "overflow: rate too high for this batch size or too few steps for the BatchNorm statistics). "
+                "Lower --lr or raise --warmup-epochs; the checkpoints of the last good epoch are kept and "
+                "nothing was exported."
+            )
 
     def swap_back(self):
         if self.swapped:
             self._swapper().on_test_end()
             self.swapped = False
+
+
+class FiniteOutputs(keras.callbacks.Callback):
+    """At the end of each epoch, stop the run (via the guard) if the model's inference-mode outputs on a few
+    sample images are not finite, before any checkpoint of that epoch is saved."""
+
+    def __init__(self, images, guard):
+        super().__init__()
+        self.images = images
+        self.guard = guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.message is not None:
+            return
+        out = keras.ops.convert_to_numpy(self.model(self.images, training=False))
+        bad = int((~np.isfinite(out)).sum())
+        if bad:
+            self.guard.stop(
+                f"training stopped: the model gives non-finite outputs ({bad} of {out.size} values) on sample "
+                f"images after epoch {epoch + 1} although the training loss stayed finite. Lower --lr or raise "
+                "--warmup-epochs; the checkpoints of the last good epoch are kept and nothing was exported."
+            )
 
 
 class SwapBack(keras.callbacks.Callback):

@@ -51,14 +51,19 @@ def _check_model(model):
         ) from None
 
 
+def _no_weights(weights) -> bool:
+    return weights is None or (isinstance(weights, str) and weights.strip().lower() in ("", "none", "random"))
+
+
 def build_training_model(config, num_classes):
     """The model of a recipe: a fresh classifier, or (with ``weights``) a pretrained backbone with a new head and
-    the stages up to ``freeze_until`` frozen. Call inside the strategy scope."""
+    the stages up to ``freeze_until`` frozen. Call inside the strategy scope. ``weights`` 'none' or 'random'
+    (any case) means random initialisation."""
     from keras_regnet.models import build_model
 
     shape = (config.image_size, config.image_size, 3)
     model = config.model
-    if config.weights:
+    if not _no_weights(config.weights):
         from keras_regnet.transfer import transfer_model
 
         return transfer_model(
@@ -144,124 +149,182 @@ def _trim_log(path, epochs):
     os.replace(tmp, path)
 
 
-def _atomic_export(model, export_dir):
-    """``model.export`` into a temporary sibling directory, then rename it into place."""
-    parent = os.path.dirname(os.path.abspath(export_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(export_dir)}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.export(tmp, verbose=False)
-    old = None
-    if os.path.exists(export_dir):
-        old = f"{tmp}.old"
-        os.replace(export_dir, old)
-    os.replace(tmp, export_dir)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
+@dataclasses.dataclass
+class _Data:
+    train: object
+    info: object
+    val: object = None
+    val_info: object = None
 
 
-def train(config, callbacks=()) -> TrainResult:
-    """Run ``config`` (a :class:`~keras_regnet.training.presets.TrainConfig`) and return a :class:`TrainResult`.
+@dataclasses.dataclass
+class _Run:
+    """Sizes and paths of a run, fixed before anything is built."""
 
-    Rerunning the same config after a crash or kill resumes at the last finished epoch (``BackupAndRestore``,
-    one backup directory per worker), with the optimizer step and thus the learning-rate schedule restored.
-    ``callbacks`` are extra Keras callbacks.
-    """
-    import keras
+    gbs: int
+    replicas: int
+    steps_per_epoch: int
+    base_lr: float
+    run_name: str
+    run_dir: str
+    write_dir: str
+    backup_root: str
+    is_chief: bool
 
+    @property
+    def best_path(self):
+        return os.path.join(self.write_dir, "best.keras")
+
+    @property
+    def last_path(self):
+        return os.path.join(self.write_dir, "last.keras")
+
+
+def _load_data(config) -> _Data:
+    """The training split and (when there is one) the validation split.
+
+    Variable-size images (ImageNet, folders) stay encoded until the pipeline, which shuffles the small records and
+    decodes only each JPEG's crop window."""
     from keras_regnet.datasets import load_dataset
-    from keras_regnet.training import callbacks as cb
-    from keras_regnet.training import pipeline
-    from keras_regnet.training.presets import validate
-    from keras_regnet.training.schedules import WarmupCosine, scaled_learning_rate
-    from keras_regnet.training.strategy import global_batch_size, make_strategy, worker_info
 
-    validate(config)
-    _check_model(config.model)
-    # The strategy first: MultiWorkerMirroredStrategy must be created before TensorFlow runs any op.
-    strategy = make_strategy(config.strategy, config.tpu)
-    keras.mixed_precision.set_global_policy(config.precision)
-    keras.utils.set_random_seed(config.seed)
-    train_raw, info = load_dataset(
-        config.dataset, config.train_split, data_dir=config.data_dir, manual_dir=config.manual_dir,
-        download=config.download, shuffle_files=True,
-    )
+    def load(split, **kw):
+        return load_dataset(config.dataset, split, data_dir=config.data_dir, manual_dir=config.manual_dir,
+                            bad_images=config.bad_images, **kw)
+
+    train_raw, info = load(config.train_split, download=config.download, shuffle_files=True)
     if info.source != "digits" and None in info.image_shape:
-        # Variable-size images (ImageNet, folders): keep them encoded until the pipeline, which shuffles the small
-        # records and decodes only each JPEG's crop window.
-        train_raw, info = load_dataset(
-            config.dataset, config.train_split, data_dir=config.data_dir, manual_dir=config.manual_dir,
-            shuffle_files=True, decode=False,
-        )
+        train_raw, info = load(config.train_split, shuffle_files=True, decode=False)
+    data = _Data(train_raw, info)
     val_split = resolve_val_split(config)
-    val_raw, val_info = (None, None)
     if val_split:
-        val_raw, val_info = load_dataset(config.dataset, val_split, data_dir=config.data_dir,
-                                         manual_dir=config.manual_dir)
+        data.val, data.val_info = load(val_split)
+    return data
 
-    replicas = strategy.num_replicas_in_sync
+
+def _plan_run(config, info, strategy) -> _Run:
+    from keras_regnet.training.schedules import scaled_learning_rate
+    from keras_regnet.training.strategy import global_batch_size, worker_info
+
     gbs = global_batch_size(config.batch_size, strategy)
     steps_per_epoch = config.steps_per_epoch or info.num_examples // gbs
     if steps_per_epoch < 1:
         raise ValueError(
-            f"the global batch size {gbs} is larger than the {info.num_examples} training images of "
+            f"--batch-size: the global batch size {gbs} is larger than the {info.num_examples} training images of "
             f"{config.dataset!r}; lower --batch-size."
         )
-    base_lr = scaled_learning_rate(gbs, config.lr)
     me = worker_info(strategy)
-
     run_name = f"{_model_label(config.model)}-{os.path.basename(os.path.normpath(config.dataset)).replace(':', '_')}"
     run_dir = config.output_dir or os.path.join("runs", run_name)
     # Only the chief writes the run's files; other workers write to scratch copies (Keras callbacks are not
     # multi-worker aware). Every worker keeps its own backup: one shared h5 file would be locked by the first.
     write_dir = run_dir if me.is_chief else os.path.join(run_dir, "workers", f"worker_{me.task_id}")
-    backup_root = os.path.join(run_dir, "backup", f"worker_{me.task_id}")
-    os.makedirs(write_dir, exist_ok=True)
-    if me.is_chief:
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(dict(dataclasses.asdict(config), global_batch_size=gbs, base_lr=base_lr,
-                           replicas=replicas, steps_per_epoch=steps_per_epoch), f, indent=2, default=str)
+    return _Run(gbs, strategy.num_replicas_in_sync, steps_per_epoch, scaled_learning_rate(gbs, config.lr), run_name,
+                run_dir, write_dir, os.path.join(run_dir, "backup", f"worker_{me.task_id}"), me.is_chief)
 
-    train_ds = pipeline.train_dataset(
-        train_raw, info, image_size=config.image_size, global_batch_size=gbs, seed=config.seed,
-        flip=config.flip, lighting_std=config.lighting_std, area_range=(config.min_crop_area, 1.0),
-        cache_mb=config.cache_mb,
-    )
+
+def _write_run_config(config, run, notes):
+    os.makedirs(run.write_dir, exist_ok=True)
+    if run.is_chief:
+        with open(os.path.join(run.run_dir, "config.json"), "w") as f:
+            json.dump(dict(dataclasses.asdict(config), global_batch_size=run.gbs, base_lr=run.base_lr,
+                           replicas=run.replicas, steps_per_epoch=run.steps_per_epoch, chosen_defaults=notes),
+                      f, indent=2, default=str)
+
+
+def _pipelines(config, data, run):
+    """(train, validation or None, precise-BN data or None, precise-BN batches)."""
+    from keras_regnet.training import pipeline
+
+    augment = dict(flip=config.flip, lighting_std=config.lighting_std, area_range=(config.min_crop_area, 1.0),
+                   cache_mb=config.cache_mb)
+    train_ds = pipeline.train_dataset(data.train, data.info, image_size=config.image_size, global_batch_size=run.gbs,
+                                      seed=config.seed, **augment)
     val_ds = None
-    if val_raw is not None:
-        val_ds = pipeline.eval_dataset(val_raw, val_info, image_size=config.image_size, global_batch_size=gbs,
-                                       crop_pct=config.eval_crop_pct, cache_mb=config.cache_mb)
+    if data.val is not None:
+        val_ds = pipeline.eval_dataset(data.val, data.val_info, image_size=config.image_size,
+                                       global_batch_size=run.gbs, crop_pct=config.eval_crop_pct,
+                                       cache_mb=config.cache_mb)
     bn_ds, bn_batches = None, 0
     if config.precise_bn_images > 0:
-        per_replica = gbs // replicas
-        bn_batches = min(math.ceil(config.precise_bn_images / per_replica), max(info.num_examples // per_replica, 1))
-        bn_ds = pipeline.train_dataset(
-            train_raw, info, image_size=config.image_size, global_batch_size=per_replica, seed=config.seed + 1,
-            flip=config.flip, lighting_std=config.lighting_std, area_range=(config.min_crop_area, 1.0),
-            cache_mb=config.cache_mb, repeat=False, shuffle_buffer=1024,
-        )
+        per_replica = run.gbs // run.replicas
+        bn_batches = min(math.ceil(config.precise_bn_images / per_replica),
+                         max(data.info.num_examples // per_replica, 1))
+        bn_ds = pipeline.train_dataset(data.train, data.info, image_size=config.image_size,
+                                       global_batch_size=per_replica, seed=config.seed + 1, repeat=False,
+                                       shuffle_buffer=1024, **augment)
+    return train_ds, val_ds, bn_ds, bn_batches
 
-    schedule = WarmupCosine(base_lr, config.epochs, steps_per_epoch, warmup_epochs=config.warmup_epochs,
-                            warmup_factor=config.warmup_factor, min_lr=config.min_lr, per_epoch=config.lr_per_epoch)
-    # Fine-tuning in two phases: frozen stages until unfreeze_epoch, then everything. Each phase has its own
-    # backup directory (the optimizer state differs), and a resumed run skips a phase that already finished.
+
+def _sample_images(val_ds, train_ds, n=8):
+    """A few evaluation images (else training images) on which saved models must give finite outputs."""
+    for images, _ in (val_ds if val_ds is not None else train_ds).take(1):
+        return images[:n]
+    return None
+
+
+def _describe_model(model, config, info):
+    """Record the class names and the eval transform in the model's pretrained config (saved in .keras files)."""
+    cfg = dict(class_names=[str(c) for c in info.class_names], size=int(config.image_size),
+               crop_pct=float(config.eval_crop_pct), interpolation="bilinear")
+    setter = getattr(model, "set_pretrained_cfg", None)
+    if callable(setter):
+        setter(**cfg)
+    elif hasattr(model, "pretrained_cfg"):
+        model.pretrained_cfg = {**(model.pretrained_cfg or {}), **cfg}
+
+
+def _phases(config, run):
+    """Fine-tuning in two phases: frozen stages until unfreeze_epoch, then everything. Each phase has its own
+    backup directory (the optimizer state differs), and a resumed run skips a phase that already finished."""
     phases = [(config.unfreeze_epoch, config.freeze_until), (config.epochs, None)] if config.unfreeze_epoch \
         else [(config.epochs, config.freeze_until)]
-    phase_dirs = [os.path.join(backup_root, f"phase{i}") for i in range(len(phases))] if len(phases) > 1 \
-        else [backup_root]
+    dirs = [os.path.join(run.backup_root, f"phase{i}") for i in range(len(phases))] if len(phases) > 1 \
+        else [run.backup_root]
+    return list(zip(phases, dirs))
 
-    with strategy.scope():
-        model = build_training_model(config, info.num_classes)
+
+def _callbacks(config, run, guard, pipes, sample, backup_dir, append_log, extra):
+    import keras
+
+    from keras_regnet.training import callbacks as cb
+
+    _, val_ds, bn_ds, bn_batches = pipes
+    validation = cb.Validation(val_ds, guard, steps=config.val_steps, swap_ema=bool(config.ema)) \
+        if val_ds is not None else None
+    monitor = "val_accuracy" if val_ds is not None else "accuracy"
+    cbs = [guard]
+    if bn_ds is not None:
+        cbs.append(cb.PreciseBN(bn_ds, bn_batches, guard))
+    if validation is not None:
+        cbs.append(validation)
+    if sample is not None:
+        cbs.append(cb.FiniteOutputs(sample, guard))  # what the checkpoints below would save
+    cbs += [
+        cb.LearningRateLogger(),
+        keras.callbacks.CSVLogger(os.path.join(run.write_dir, "log.csv"), append=append_log),
+        keras.callbacks.TensorBoard(os.path.join(run.write_dir, "tensorboard")),
+        cb.GuardedModelCheckpoint(run.last_path, guard),
+        cb.GuardedModelCheckpoint(run.best_path, guard, monitor=monitor, mode="max", save_best_only=True),
+    ]
+    if validation is not None:
+        cbs.append(cb.SwapBack(validation))
+    cbs.append(cb.GuardedBackupAndRestore(backup_dir, guard))
+    return cbs + list(extra)
+
+
+def _fit(config, run, strategy, model, schedule, pipes, sample, extra_callbacks):
+    """Run the phases; returns (history, guard, first initial epoch)."""
+    from keras_regnet.training import callbacks as cb
+
     guard = cb.TerminateOnNaN()
     history: dict = {}
-    start_epoch = 0
-    first_initial = None
-    resuming = any(_read_backup_epoch(d) > 0 for d in phase_dirs)
-    best_path = os.path.join(write_dir, "best.keras")
-    for index, ((end_epoch, frozen), backup_dir) in enumerate(zip(phases, phase_dirs)):
-        later_started = any(_read_backup_epoch(d) > 0 for d in phase_dirs[index + 1:])
-        if later_started:
-            start_epoch = end_epoch
+    start_epoch, first_initial = 0, None
+    phases = _phases(config, run)
+    dirs = [d for _, d in phases]
+    resuming = any(_read_backup_epoch(d) > 0 for d in dirs)
+    for index, ((end_epoch, frozen), backup_dir) in enumerate(phases):
+        if any(_read_backup_epoch(d) > 0 for d in dirs[index + 1:]):
+            start_epoch = end_epoch  # a later phase already started: this one is done
             continue
         with strategy.scope():
             if index > 0:
@@ -269,57 +332,123 @@ def train(config, callbacks=()) -> TrainResult:
 
                 freeze_until(model, frozen)
             optimizer = _optimizer(config, schedule)
-            _compile(model, config, optimizer, info.num_classes)
+            _compile(model, config, optimizer, model.output_shape[-1])
             if index > 0:
                 optimizer.build(model.trainable_variables)
-                optimizer.iterations.assign(start_epoch * steps_per_epoch)
-        validation = cb.Validation(val_ds, guard, steps=config.val_steps, swap_ema=bool(config.ema)) \
-            if val_ds is not None else None
-        monitor = "val_accuracy" if val_ds is not None else "accuracy"
-        cbs = [guard]
-        if bn_ds is not None:
-            cbs.append(cb.PreciseBN(bn_ds, bn_batches, guard))
-        if validation is not None:
-            cbs.append(validation)
-        cbs += [
-            cb.LearningRateLogger(),
-            keras.callbacks.CSVLogger(os.path.join(write_dir, "log.csv"), append=resuming or index > 0),
-            keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard")),
-            cb.GuardedModelCheckpoint(os.path.join(write_dir, "last.keras"), guard),
-            cb.GuardedModelCheckpoint(best_path, guard, monitor=monitor, mode="max", save_best_only=True),
-        ]
-        if validation is not None:
-            cbs.append(cb.SwapBack(validation))
-        cbs.append(cb.GuardedBackupAndRestore(backup_dir, guard))
-        cbs += list(callbacks)
+                optimizer.iterations.assign(start_epoch * run.steps_per_epoch)
+        cbs = _callbacks(config, run, guard, pipes, sample, backup_dir, resuming or index > 0, extra_callbacks)
         if first_initial is None:
             first_initial = max(_read_backup_epoch(backup_dir), start_epoch)
             # Epochs logged after the last backup (a kill between the log and the backup, or a diverged epoch)
             # are run again: drop their rows so the log has each epoch once.
-            _trim_log(os.path.join(write_dir, "log.csv"), first_initial)
-        hist = model.fit(train_ds, epochs=end_epoch, initial_epoch=start_epoch, steps_per_epoch=steps_per_epoch,
+            _trim_log(os.path.join(run.write_dir, "log.csv"), first_initial)
+        hist = model.fit(pipes[0], epochs=end_epoch, initial_epoch=start_epoch, steps_per_epoch=run.steps_per_epoch,
                          callbacks=cbs, verbose=config.verbose, shuffle=False)  # the pipeline shuffles
         for k, v in hist.history.items():
             history.setdefault(k, []).extend(v)
         start_epoch = end_epoch
         if guard.message:
             break
+    return history, guard, first_initial or 0
 
-    if guard.message:
-        return TrainResult("diverged", history, run_dir, None, None, guard.message, first_initial or 0, gbs,
-                           base_lr, replicas)
 
-    # The run is complete: its backups are no longer needed (a rerun would otherwise resume at the end).
-    shutil.rmtree(backup_root, ignore_errors=True)
+def _remove_backups(run):
+    """The run is complete: its backups are no longer needed (a rerun would otherwise resume at the end)."""
+    shutil.rmtree(run.backup_root, ignore_errors=True)
     try:
-        os.rmdir(os.path.dirname(backup_root))  # the shared backup/ folder, once every worker's is gone
+        os.rmdir(os.path.dirname(run.backup_root))  # the shared backup/ folder, once every worker's is gone
     except OSError:
         pass
+
+
+def _nonfinite_saved_model(run, sample):
+    """A message if best.keras or last.keras gives non-finite outputs on the sample images, else None."""
+    import keras
+    import numpy as np
+
+    if sample is None:
+        return None
+    for path in (run.best_path, run.last_path):
+        if not os.path.exists(path):
+            continue
+        saved = keras.saving.load_model(path, compile=False)
+        out = keras.ops.convert_to_numpy(saved(sample, training=False))
+        if not np.all(np.isfinite(out)):
+            return (f"training stopped: {path} gives non-finite outputs ({int((~np.isfinite(out)).sum())} of "
+                    f"{out.size} values) on validation images; nothing was exported. Lower --lr or raise "
+                    "--warmup-epochs and train again in a new --output-dir.")
+    return None
+
+
+def _export(model_path, model, config, run, info):
+    """Export through keras-regnet export's path: <export_dir>/<version>/ with both signatures and the labels."""
+    from keras_regnet.export import export_model
+
+    export_dir = config.export_dir or os.path.join("saved_models", run.run_name)
+    export_dir = os.path.normpath(export_dir)
+    parent, name = os.path.dirname(export_dir) or ".", os.path.basename(export_dir)
+    report = export_model(
+        model, output_dir=parent, name=name, tflite=(), onnx=False, progress=False,
+        labels=tuple(str(c) for c in info.class_names), size=int(config.image_size),
+        crop_pct=float(config.eval_crop_pct), interpolation="bilinear",
+    )
+    path = report.get("path") if isinstance(report, dict) else None
+    print(f"best model: {model_path}\nSavedModel: {path or export_dir}", file=sys.stderr)
+    return path or export_dir
+
+
+def train(config, callbacks=()) -> TrainResult:
+    """Run ``config`` (a :class:`~keras_regnet.training.presets.TrainConfig`) and return a :class:`TrainResult`.
+
+    Settings left at None in ``config`` are chosen from the recipe and the data set
+    (:func:`~keras_regnet.training.presets.resolve_defaults`) and printed once. Rerunning the same config after a
+    crash or kill resumes at the last finished epoch (``BackupAndRestore``, one backup directory per worker), with
+    the optimizer step and thus the learning-rate schedule restored. ``callbacks`` are extra Keras callbacks.
+    A run whose training loss, validation loss or model outputs become non-finite stops with status
+    ``"diverged"``; no checkpoint of a diverged epoch is written and nothing is exported.
+    """
+    import keras
+
+    from keras_regnet.training.presets import describe_defaults, resolve_defaults, validate
+    from keras_regnet.training.schedules import WarmupCosine
+    from keras_regnet.training.strategy import make_strategy
+
+    validate(config)
+    _check_model(config.model)
+    # The strategy first: MultiWorkerMirroredStrategy must be created before TensorFlow runs any op.
+    strategy = make_strategy(config.strategy, config.tpu)
+    keras.mixed_precision.set_global_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    data = _load_data(config)
+    config, notes = resolve_defaults(config, data.info, strategy.num_replicas_in_sync)
+    run = _plan_run(config, data.info, strategy)
+    if run.is_chief:
+        print(describe_defaults(config, notes, run.base_lr), file=sys.stderr)
+    _write_run_config(config, run, notes)
+    pipes = _pipelines(config, data, run)
+    sample = _sample_images(pipes[1], pipes[0])
+    schedule = WarmupCosine(run.base_lr, config.epochs, run.steps_per_epoch, warmup_epochs=config.warmup_epochs,
+                            warmup_factor=config.warmup_factor, min_lr=config.min_lr, per_epoch=config.lr_per_epoch)
+    with strategy.scope():
+        model = build_training_model(config, data.info.num_classes)
+    _describe_model(model, config, data.info)
+    history, guard, initial = _fit(config, run, strategy, model, schedule, pipes, sample, callbacks)
+
+    def result(status, message=None, best=None, export_dir=None):
+        return TrainResult(status, history, run.run_dir, best, export_dir, message, initial, run.gbs, run.base_lr,
+                           run.replicas)
+
+    if guard.message:
+        return result("diverged", guard.message)
+    _remove_backups(run)
+    best = run.best_path if os.path.exists(run.best_path) else None
+    if not run.is_chief:
+        return result("finished", best=best)
+    problem = _nonfinite_saved_model(run, sample)
+    if problem:
+        return result("diverged", problem)
     export_dir = None
-    if me.is_chief and config.export:
-        best = keras.saving.load_model(best_path, compile=False) if os.path.exists(best_path) else model
-        export_dir = config.export_dir or os.path.join("saved_models", run_name)
-        _atomic_export(best, export_dir)
-        print(f"best model: {best_path}\nSavedModel: {export_dir}", file=sys.stderr)
-    return TrainResult("finished", history, run_dir, best_path if os.path.exists(best_path) else None, export_dir,
-                       None, first_initial or 0, gbs, base_lr, replicas)
+    if config.export:
+        exported = keras.saving.load_model(best, compile=False) if best else model
+        export_dir = _export(best or run.last_path, exported, config, run, data.info)
+    return result("finished", best=best, export_dir=export_dir)
