@@ -1,27 +1,52 @@
-"""CPU inference and training-step speed of keras-regnet models vs tf_keras's RegNet and Keras's EfficientNet.
+"""CPU inference and training-step speed: keras-regnet vs timm (PyTorch), kimm, tf_keras and Keras's EfficientNet.
 
-Measured in one process, round-robin across models (so machine noise hits every model alike), medians reported.
-Peers: tf_keras.applications RegNetY006 / RegNetX008 / RegNetY032 (the same architectures in Keras 2) and
-keras.applications EfficientNetB0 / B3. All models use random weights (speed does not depend on weight values).
+Every model runs in its own worker process (so one framework's thread pools, caches and allocator never slow
+another's), with the same intra-op thread count (``--threads``, default 2) for every framework. The
+coordinator runs the rounds interleaved - round 1 of every model, then round 2 of every model, ... - so machine
+noise hits every model alike, and reports medians with the spread (min-max for throughput and training, IQR for
+latency). Peers that are not installed (torch + timm, kimm, tf_keras) are skipped with a note.
 
-    python benchmarks/inference.py                # full table (a few minutes on 2 cores)
-    python benchmarks/inference.py --quick        # fewer repeats
+Models use random weights (speed does not depend on values), except that our models' BatchNorm statistics and
+biases are set to non-trivial random values: with Keras's default init (mean 0, variance 1, bias 0) a folded
+BatchNorm leaves zero biases that TensorFlow's constant folding would remove, which flatters the folded graph.
+
+    python benchmarks/inference.py                    # full run (about 10 minutes on 2 cores)
+    python benchmarks/inference.py --quick            # a smoke run: 64 px, batch 4, 2 rounds
+    python benchmarks/inference.py --json out.json    # also write the results as JSON
+
+Labels: "ours" is ``keras_regnet.inference.InferenceModel`` (folded BN, constant weights, one traced graph);
+"ours-keras" is the plain Keras model in a ``tf.function`` (what ``model.predict`` runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
+PROTO = "@@BENCH "
+
+# label -> (framework, description, trains)
+MODELS = {
+    "ours": ("keras_regnet", "keras_regnet RegNetY600MF, InferenceModel", False),
+    "ours-keras": ("keras_regnet", "keras_regnet RegNetY600MF, Keras tf.function", True),
+    "timm": ("timm", "timm regnety_006 (PyTorch eager)", True),
+    "kimm": ("kimm", "kimm RegNetY006 (Keras 3 tf.function)", False),
+    "tf_keras": ("tf_keras", "tf_keras RegNetY006 (Keras 2 tf.function)", False),
+    "effnet": ("keras", "keras EfficientNetB0 (tf.function)", True),
+}
+DEFAULT_MODELS = ("ours", "ours-keras", "timm", "kimm", "effnet")
+REQUIRES = {"timm": ("torch", "timm"), "kimm": ("kimm",), "tf_keras": ("tf_keras",)}
 
 
-def _cpu_name():
+def cpu_name():
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -32,137 +57,409 @@ def _cpu_name():
     return platform.processor() or "unknown CPU"
 
 
-def build_models(size):
-    """{label: (model, framework)}: ours, the tf_keras peers and the EfficientNets."""
-    import keras
-    import tf_keras
-
-    import keras_regnet
-
-    models = {
-        "keras_regnet RegNetY600MF": keras_regnet.RegNetY600MF(input_shape=(size, size, 3)),
-        "tf_keras RegNetY006": tf_keras.applications.RegNetY006(weights=None, input_shape=(size, size, 3)),
-        "keras_regnet RegNetX800MF": keras_regnet.RegNetX800MF(input_shape=(size, size, 3)),
-        "tf_keras RegNetX008": tf_keras.applications.RegNetX008(weights=None, input_shape=(size, size, 3)),
-        "keras_regnet RegNetY3_2GF": keras_regnet.RegNetY3_2GF(input_shape=(size, size, 3)),
-        "tf_keras RegNetY032": tf_keras.applications.RegNetY032(weights=None, input_shape=(size, size, 3)),
-        "keras EfficientNetB0": keras.applications.EfficientNetB0(weights=None, input_shape=(size, size, 3)),
-        "keras EfficientNetB3": keras.applications.EfficientNetB3(weights=None, input_shape=(size, size, 3)),
-    }
-    return models
+def load_average():
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
-def compiled_forward(model):
-    """A traced inference function (graph mode, no XLA), as model.predict runs it."""
-    import tensorflow as tf
+def installed(module):
+    import importlib.util
 
-    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return importlib.util.find_spec(module) is not None
 
 
-def time_call(fn, x, repeats):
-    """Per-call seconds of ``fn(x)`` after one warm-up call, ``repeats`` samples."""
-    fn(x)
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        r = fn(x)
-        if hasattr(r, "numpy"):
-            r.numpy()
-        out.append(time.perf_counter() - t)
+def versions():
+    from importlib import metadata
+
+    out = {}
+    for dist in ("tensorflow", "keras", "keras-regnet", "numpy", "torch", "timm", "kimm", "tf_keras"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
     return out
 
 
-def train_step_fn(model, framework):
-    """One SGD step on a batch (model.train_on_batch), for keras 3 and tf_keras models."""
-    if framework == "tf_keras":
-        import tf_keras
+# ----------------------------------------------------------------------------------------------- worker side
 
-        model.compile(optimizer=tf_keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
-    else:
+
+def _perturb_keras(model, seed=1):
+    """Non-trivial BatchNorm statistics and biases (see the module docstring)."""
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype("float32"))
+            if layer.center:
+                layer.beta.assign(rng.normal(0, 0.1, c).astype("float32"))
+            layer.moving_mean.assign(rng.normal(0, 0.1, c).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, c).astype("float32"))
+        elif getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 0.1, tuple(layer.bias.shape)).astype("float32"))
+
+
+class _Worker:
+    def __init__(self, label, size, threads):
+        self.label, self.size, self.threads = label, size, threads
+        self.framework = MODELS[label][0]
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        self.np_images = lambda n: rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
+        if self.framework == "timm":
+            self._init_torch()
+        else:
+            self._init_tf()
+
+    def _init_tf(self):
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(self.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
         import keras
 
-        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
+        shape = (self.size, self.size, 3)
+        if self.framework == "keras_regnet":
+            import keras_regnet
 
-    def step(batch):
-        x, y = batch
-        return model.train_on_batch(x, y)
+            self.model = keras_regnet.RegNetY600MF(input_shape=shape)
+            _perturb_keras(self.model)
+        elif self.framework == "kimm":
+            import kimm
 
-    return step
+            self.model = kimm.models.RegNetY006(weights=None, input_shape=shape)
+        elif self.framework == "tf_keras":
+            import tf_keras
+
+            self.model = tf_keras.applications.RegNetY006(weights=None, input_shape=shape)
+        else:
+            self.model = keras.applications.EfficientNetB0(weights=None, input_shape=shape)
+        if self.label == "ours":
+            from keras_regnet.inference import InferenceModel
+
+            self.forward = InferenceModel(self.model).function
+        else:
+            model = self.model
+            self.forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self.to_input = tf.constant
+        self.sync = lambda r: r.numpy()
+        self.threads_note = (
+            f"TF intra-op {tf.config.threading.get_intra_op_parallelism_threads()}, "
+            f"inter-op {tf.config.threading.get_inter_op_parallelism_threads()}, "
+            f"oneDNN {'on' if os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1') != '0' else 'off'}"
+        )
+
+    def _init_torch(self):
+        import timm
+        import torch
+
+        torch.set_num_threads(self.threads)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:
+            pass
+        self.torch = torch
+        self.model = timm.create_model("regnety_006", pretrained=False).eval()
+
+        def forward(x):
+            with torch.inference_mode():
+                return self.model(x)
+
+        self.forward = forward
+        self.to_input = lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy())
+        self.sync = lambda r: r
+        self.threads_note = f"torch intra-op {torch.get_num_threads()}, inter-op {torch.get_num_interop_threads()}"
+
+    def _train_step(self, batch):
+        if hasattr(self, "_step"):
+            return self._step
+        import numpy as np
+
+        y = np.random.default_rng(1).integers(0, 1000, (batch,))
+        if self.framework == "timm":
+            torch = self.torch
+            model = self.model
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            xt, yt = self.to_input(self.np_images(batch)), torch.from_numpy(y)
+            loss_fn = torch.nn.CrossEntropyLoss()
+
+            def step():
+                model.train()
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(xt), yt)
+                loss.backward()
+                opt.step()
+                return float(loss)
+        else:
+            import keras
+
+            self.model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
+            xt, yt = self.np_images(batch), y
+
+            def step():
+                return self.model.train_on_batch(xt, yt)
+
+        step()  # trace + warm-up
+        self._step = step
+        return step
+
+    def time(self, what, batch, repeats):
+        if what == "train":
+            step = self._train_step(batch)
+            out = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                step()
+                out.append(time.perf_counter() - t)
+            return out
+        x = self.to_input(self.np_images(batch))
+        key = f"_warm{batch}"
+        if not hasattr(self, key):
+            self.sync(self.forward(x))
+            self.sync(self.forward(x))
+            setattr(self, key, True)
+        out = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            self.sync(self.forward(x))
+            out.append(time.perf_counter() - t)
+        return out
+
+
+def worker_main(label, size, threads):
+    def send(obj):
+        sys.stdout.write(PROTO + json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    try:
+        w = _Worker(label, size, threads)
+        send({"ready": True, "threads": w.threads_note})
+    except Exception as e:  # reported to the coordinator, which skips this model
+        send({"ready": False, "error": f"{type(e).__name__}: {e}"})
+        return
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd.get("quit"):
+            break
+        try:
+            send({"times": w.time(cmd["what"], cmd["batch"], cmd["repeats"])})
+        except Exception as e:
+            send({"error": f"{type(e).__name__}: {e}"})
+
+
+# ------------------------------------------------------------------------------------------ coordinator side
+
+
+class _Proxy:
+    def __init__(self, label, size, threads, omp_passive=False):
+        self.label = label
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        if omp_passive:
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker", label, "--size", str(size), "--threads", str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        )
+
+    def recv(self):
+        for line in self.proc.stdout:
+            if line.startswith(PROTO):
+                return json.loads(line[len(PROTO):])
+        return {"ready": False, "error": "worker exited"}
+
+    def ask(self, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self.recv()
+
+    def close(self):
+        try:
+            self.proc.stdin.write(json.dumps({"quit": True}) + "\n")
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _spread(values, scale=1.0):
+    import numpy as np
+
+    v = np.asarray(values) * scale
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return {"median": float(med), "min": float(v.min()), "max": float(v.max()), "q1": float(q1), "q3": float(q3),
+            "n": int(len(v))}
+
+
+def run(args):
+    labels = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in labels if m not in MODELS]
+    if unknown:
+        raise SystemExit(f"error: unknown model label(s) {unknown}; choose from {', '.join(MODELS)}")
+    notes = []
+    active = []
+    for label in labels:
+        missing = [m for m in REQUIRES.get(label, ()) if not installed(m)]
+        if missing:
+            notes.append(f"{label}: skipped ({', '.join(missing)} not installed)")
+        else:
+            active.append(label)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_start = load_average()
+    proxies = {}
+    threads = {}
+    for label in active:  # start one at a time: start-up is heavy and must not overlap timing
+        p = _Proxy(label, args.size, args.threads, args.omp_passive)
+        hello = p.recv()
+        if not hello.get("ready"):
+            notes.append(f"{label}: skipped ({hello.get('error')})")
+            p.close()
+            continue
+        proxies[label] = p
+        threads[label] = hello["threads"]
+    results = {label: {"thr": [], "lat": [], "train": []} for label in proxies}
+    try:
+        for r in range(args.rounds):
+            for label, p in proxies.items():
+                for key, what, batch, reps in (("thr", "infer", args.batch, 1), ("lat", "infer", 1, args.latency_repeats)):
+                    reply = p.ask(what=what, batch=batch, repeats=reps)
+                    if "error" in reply:
+                        raise SystemExit(f"error: {label} failed: {reply['error']}")
+                    results[label][key] += reply["times"]
+            print(f"inference round {r + 1}/{args.rounds} done (load {load_average()})", flush=True)
+        trainers = [l for l in proxies if MODELS[l][2]] if args.train else []
+        for r in range(args.train_rounds if trainers else 0):
+            for label in trainers:
+                reply = proxies[label].ask(what="train", batch=args.batch, repeats=1)
+                if "error" in reply:
+                    raise SystemExit(f"error: {label} training failed: {reply['error']}")
+                results[label]["train"] += reply["times"]
+            print(f"training round {r + 1}/{args.train_rounds} done (load {load_average()})", flush=True)
+    finally:
+        for p in proxies.values():
+            p.close()
+
+    summary = {
+        "date": started,
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
+                    "load_start": load_start, "load_end": load_average()},
+        "versions": versions(),
+        "settings": {"size": args.size, "batch": args.batch, "threads": args.threads, "rounds": args.rounds,
+                     "train_rounds": args.train_rounds if args.train else 0, "per_model_threads": threads,
+                     "omp_wait_policy": "PASSIVE" if args.omp_passive else os.environ.get("OMP_WAIT_POLICY", "default")},
+        "notes": notes,
+        "models": {},
+        "ratios": {},
+    }
+    for label, res in results.items():
+        entry = {"description": MODELS[label][1]}
+        if res["thr"]:
+            entry["throughput_img_s"] = _spread([args.batch / t for t in res["thr"]])
+        if res["lat"]:
+            entry["latency_ms"] = _spread(res["lat"], 1000.0)
+        if res["train"]:
+            entry["train_step_s"] = _spread(res["train"])
+        summary["models"][label] = entry
+    m = summary["models"]
+
+    def ratio(name, a, b, key, invert=False):
+        if a in m and b in m and key in m[a] and key in m[b]:
+            va, vb = m[a][key]["median"], m[b][key]["median"]
+            summary["ratios"][name] = round((vb / va) if invert else (va / vb), 3)
+
+    ratio("throughput ours/timm", "ours", "timm", "throughput_img_s")
+    ratio("throughput ours/effnet", "ours", "effnet", "throughput_img_s")
+    ratio("throughput ours/kimm", "ours", "kimm", "throughput_img_s")
+    ratio("throughput ours-keras/timm", "ours-keras", "timm", "throughput_img_s")
+    ratio("latency ours/timm", "ours", "timm", "latency_ms")
+    ratio("latency ours-keras/timm", "ours-keras", "timm", "latency_ms")
+    ratio("train step ours-keras/timm", "ours-keras", "timm", "train_step_s")
+    ratio("train step ours-keras/effnet", "ours-keras", "effnet", "train_step_s")
+    return summary
+
+
+def print_summary(s):
+    mach = s["machine"]
+    st = s["settings"]
+    print()
+    print(f"date: {s['date']}")
+    print(f"machine: {mach['cpu']}, {mach['cores']} cores; {mach['platform']}")
+    print(f"load average (1/5/15 min) at start: {mach['load_start']}; at end: {mach['load_end']}")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items()))
+    print(f"settings: {st['size']} px, batch {st['batch']}, {st['threads']} intra-op threads per framework, "
+          f"{st['rounds']} interleaved rounds, one worker process per model")
+    for label, note in st["per_model_threads"].items():
+        print(f"  threads {label}: {note}")
+    print(f"  OMP_WAIT_POLICY (PyTorch's OpenMP pool): {st['omp_wait_policy']}")
+    try:
+        busy = float(mach["load_start"].split()[0]) > 0.5 * (mach["cores"] or 1)
+    except (ValueError, IndexError):
+        busy = False
+    if busy:
+        print("  WARNING: the machine was busy when the run started (load average above half the cores): absolute "
+              "timings are inflated and OpenMP spin-waiting (PyTorch) suffers most; rerun on a quiet machine.")
+    for note in s["notes"]:
+        print(f"  note: {note}")
+    print()
+    header = (f"{'model':<12}{'description':<46}{'img/s bs' + str(st['batch']) + ' [min-max]':>26}"
+              f"{'bs1 ms [IQR]':>24}{'train s/step [min-max]':>26}")
+    print(header)
+    print("-" * len(header))
+    for label, e in s["models"].items():
+        thr = e.get("throughput_img_s")
+        lat = e.get("latency_ms")
+        tr = e.get("train_step_s")
+        thr_s = f"{thr['median']:.1f} [{thr['min']:.1f}-{thr['max']:.1f}]" if thr else "-"
+        lat_s = f"{lat['median']:.2f} [{lat['q1']:.2f}-{lat['q3']:.2f}]" if lat else "-"
+        tr_s = f"{tr['median']:.3f} [{tr['min']:.3f}-{tr['max']:.3f}]" if tr else "-"
+        print(f"{label:<12}{e['description']:<46}{thr_s:>26}{lat_s:>24}{tr_s:>26}")
+    print()
+    print("ratios (medians, this run):")
+    for name, value in s["ratios"].items():
+        print(f"  {name}: {value:.2f}x")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help=f"comma-separated labels from {', '.join(MODELS)} (default: {','.join(DEFAULT_MODELS)})")
     parser.add_argument("--size", type=int, default=224, help="input resolution (default 224)")
-    parser.add_argument("--batch", type=int, default=32, help="throughput batch size (default 32)")
-    parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds (default 5)")
-    parser.add_argument("--quick", action="store_true", help="2 rounds, for a smoke run")
+    parser.add_argument("--batch", type=int, default=32, help="throughput / training batch size (default 32)")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every framework (default 2)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved inference rounds (default 7)")
+    parser.add_argument("--latency-repeats", type=int, default=10, help="batch-1 calls per round (default 10)")
+    parser.add_argument("--train-rounds", type=int, default=5, help="interleaved training rounds (default 5)")
+    parser.add_argument("--no-train", dest="train", action="store_false", help="skip the training-step timing")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 64 px, batch 4, 2 rounds, 2 training rounds")
+    parser.add_argument("--omp-passive", action="store_true",
+                        help="OMP_WAIT_POLICY=PASSIVE for the workers (PyTorch's OpenMP threads sleep instead of "
+                             "spinning; far fairer to PyTorch on a busy, oversubscribed machine)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    rounds = 2 if args.quick else args.rounds
-
-    import tensorflow as tf
-
-    models = build_models(args.size)
-    rng = np.random.default_rng(0)
-    xb = tf.constant(rng.uniform(0, 255, (args.batch, args.size, args.size, 3)).astype("float32"))
-    x1 = xb[:1]
-    fns = {k: compiled_forward(m) for k, m in models.items()}
-    thr = {k: [] for k in models}
-    lat = {k: [] for k in models}
-    for r in range(rounds):
-        for k, f in fns.items():
-            thr[k] += time_call(f, xb, 1)
-            lat[k] += time_call(f, x1, 5)
-        print(f"inference round {r + 1}/{rounds} done", flush=True)
-
-    yb = tf.constant(rng.integers(0, 1000, (args.batch,)))
-    trainers = {
-        "keras_regnet RegNetY600MF": train_step_fn(models["keras_regnet RegNetY600MF"], "keras"),
-        "tf_keras RegNetY006": train_step_fn(models["tf_keras RegNetY006"], "tf_keras"),
-        "keras EfficientNetB0": train_step_fn(models["keras EfficientNetB0"], "keras"),
-    }
-    # Keras's own grouped Conv2D (forced XLA) trains the same architecture; it shows what GroupConv2D saves.
-    train_times = {k: [] for k in trainers}
-    for k, step in trainers.items():
-        step((xb, yb))  # trace + warm-up
-    for r in range(rounds):
-        for k, step in trainers.items():
-            train_times[k] += time_call(step, (xb, yb), 1)
-        print(f"training round {r + 1}/{rounds} done", flush=True)
-
-    med = statistics.median
-    print()
-    print(f"CPU: {_cpu_name()}, {os.cpu_count()} cores; TF {tf.__version__}; batch {args.batch}, {args.size} px, "
-          f"{rounds} rounds, medians")
-    print()
-    peers = {
-        "keras_regnet RegNetY600MF": "tf_keras RegNetY006",
-        "keras_regnet RegNetX800MF": "tf_keras RegNetX008",
-        "keras_regnet RegNetY3_2GF": "tf_keras RegNetY032",
-    }
-    header = f"{'model':<28}{'img/s @bs' + str(args.batch):>14}{'latency bs1 ms':>16}{'vs peer':>10}"
-    print(header)
-    print("-" * len(header))
-    ips = {k: args.batch / med(v) for k, v in thr.items()}
-    for k in models:
-        ratio = f"{ips[k] / ips[peers[k]]:.2f}x" if k in peers else ""
-        print(f"{k:<28}{ips[k]:>14.1f}{med(lat[k]) * 1000:>16.1f}{ratio:>10}")
-    print()
-    print("Ratios (throughput, same run):")
-    for ours, peer in peers.items():
-        print(f"  {ours} / {peer}: {ips[ours] / ips[peer]:.2f}x (target >= 1.5x)")
-    print(f"  keras_regnet RegNetY600MF / keras EfficientNetB0: "
-          f"{ips['keras_regnet RegNetY600MF'] / ips['keras EfficientNetB0']:.2f}x (target >= 1.2x)")
-    print()
-    header = f"{'training step (SGD, bs ' + str(args.batch) + ')':<36}{'s/step':>10}{'img/s':>10}"
-    print(header)
-    print("-" * len(header))
-    for k, v in train_times.items():
-        print(f"{k:<36}{med(v):>10.3f}{args.batch / med(v):>10.1f}")
-    ours = med(train_times["keras_regnet RegNetY600MF"])
-    print(f"  RegNetY600MF training step speed-up vs tf_keras RegNetY006: "
-          f"{med(train_times['tf_keras RegNetY006']) / ours:.2f}x (target >= 5x)")
-    print(f"  RegNetY600MF training step speed-up vs EfficientNetB0: "
-          f"{med(train_times['keras EfficientNetB0']) / ours:.2f}x")
+    for name in ("size", "batch", "threads", "rounds", "latency_repeats", "train_rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    if args.worker:
+        return worker_main(args.worker, args.size, args.threads)
+    if args.quick:
+        args.size, args.batch, args.rounds, args.latency_repeats, args.train_rounds = 64, 4, 2, 2, 2
+    summary = run(args)
+    print_summary(summary)
+    if args.json:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(summary, f, indent=2)
+        os.replace(tmp, args.json)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
