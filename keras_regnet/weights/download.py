@@ -103,11 +103,24 @@ def _record_path():
     return os.path.join(cache_root(), "sha256.json")
 
 
+@contextlib.contextmanager
 def _lock(timeout=120):
     """An inter-process lock (``filelock``: fcntl on POSIX, msvcrt on Windows) guarding the store's updates."""
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
-    return FileLock(_record_path() + ".lock", timeout=timeout)
+    lock = FileLock(_record_path() + ".lock")
+    try:
+        lock.acquire(timeout=timeout, poll_interval=0.005)
+    except Timeout:
+        raise WeightsStoreError(
+            f"the sha256 store {_record_path()!r} stayed locked for {timeout} s (another keras-regnet process, or "
+            f"a stale lock file {lock.lock_file!r} on a file system without locking); retry, or remove the lock file "
+            "if no other process is running."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _store_error(path, what):
@@ -138,26 +151,18 @@ def _read_records():
     return records
 
 
-def _fsync_dir(folder):
-    if os.name == "posix":
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _write_records(records):
     """Atomically replace the store (temp file in the same folder, fsync, ``os.replace``). Hold :func:`_lock`."""
     folder = cache_root()
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".sha256.", suffix=".tmp")
     try:
+        # One entry per line (readable, diffable), each encoded by json's fast C encoder.
+        text = "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(records[k], sort_keys=True)}" for k in sorted(records))
         with os.fdopen(fd, "w") as f:
-            json.dump(records, f, indent=1, sort_keys=True)
+            f.write(text + "\n}\n")
             f.flush()
-            os.fsync(f.fileno())
+            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the store
         os.replace(tmp, _record_path())
-        _fsync_dir(folder)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -168,9 +173,9 @@ def _updating():
     """``with _updating() as records:`` read-modify-write of the store under the lock; written only if changed."""
     with _lock():
         records = _read_records()
-        before = json.dumps(records, sort_keys=True)
+        before = {key: dict(value) for key, value in records.items()}
         yield records
-        if json.dumps(records, sort_keys=True) != before:
+        if records != before:
             _write_records(records)
 
 
@@ -218,12 +223,12 @@ def verify_or_record(path, key, expected=None, on_mismatch=None, validate=None, 
             on_mismatch()
         raise error
 
-    pinned = _read_records().get(key)
-    if (expected and digest != expected) or (pinned and digest != pinned["sha256"]):
-        fail(_mismatch(path, key, digest, expected, pinned, repair_target))
-    if pinned is not None:
-        return digest  # validated when it was pinned
-    if validate is not None:
+    if validate is not None or (expected and digest != expected):
+        pinned = _read_records().get(key)
+        if (expected and digest != expected) or (pinned and digest != pinned["sha256"]):
+            fail(_mismatch(path, key, digest, expected, pinned, repair_target))
+        if pinned is not None:
+            return digest  # validated when it was pinned
         try:
             validate(path)
         except (ValueError, OSError) as e:
@@ -232,7 +237,7 @@ def verify_or_record(path, key, expected=None, on_mismatch=None, validate=None, 
         pinned = records.get(key)
         if pinned is None:
             records[key] = {"sha256": digest, "size": os.path.getsize(path), "first_seen": _now(), **(details or {})}
-        elif pinned["sha256"] != digest:  # another process pinned other bytes meanwhile
+        elif pinned["sha256"] != digest:  # pinned before (or by another process meanwhile) with other bytes
             fail(_mismatch(path, key, digest, expected, pinned, repair_target))
     return digest
 
