@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import keras
 
+from keras_regnet.design import bottleneck_width
 from keras_regnet.layers import GroupConv2D
 
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "PADDINGS", "Builder", "FeatureInfo", "LayerRole", "bottleneck_width"]
@@ -45,11 +46,6 @@ class LayerRole(NamedTuple):
     block: int
     role: str
     stride: int
-
-
-def bottleneck_width(width, bottleneck_ratio) -> int:
-    """The bottleneck (3x3 group conv) width of a block: ``round(width / b)``, as pycls computes it."""
-    return int(round(width / bottleneck_ratio))
 
 
 def conv_initializer():

@@ -6,7 +6,7 @@ elements of conv and linear layers, params include BatchNorm gamma/beta but not 
 
 from __future__ import annotations
 
-from keras_regnet import specs
+from keras_regnet import design, specs
 
 __all__ = ["complexity", "anynet_complexity"]
 
@@ -43,7 +43,7 @@ def _block(cx, w_in, w_out, stride, b, g, se_ratio):
         _conv(cx, w_in, w_out, 1, stride=stride)
         _bn(cx, w_out)
         cx["h"], cx["w"] = h, w
-    w_b = int(round(w_out / b))
+    w_b = design.bottleneck_width(w_out, b)
     w_se = int(round(w_in * se_ratio))
     _conv(cx, w_in, w_b, 1)
     _bn(cx, w_b)

@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 __all__ = [
+    "bottleneck_width",
     "generate_regnet",
     "quantized_linear_widths",
     "adjust_block_compatibility",
@@ -19,6 +20,11 @@ __all__ = [
     "widths_to_stages",
     "validate_regnet_params",
 ]
+
+
+def bottleneck_width(width, bottleneck_ratio) -> int:
+    """The bottleneck (3x3 group conv) width of a block of ``width`` channels: ``round(width / b)``, as pycls."""
+    return int(round(width / bottleneck_ratio))
 
 
 def _check_int(name, value, minimum):

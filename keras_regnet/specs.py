@@ -102,7 +102,7 @@ class AnyNetParams:
         for b, w, g in zip(self.bottleneck_ratios, self.widths, self.group_widths):
             if isinstance(b, bool) or not isinstance(b, numbers.Real) or not b > 0:
                 raise ValueError(f"bottleneck ratios must be positive numbers, got {self.bottleneck_ratios!r}.")
-            wb = int(round(w / b))
+            wb = design.bottleneck_width(w, b)
             if wb < 1 or wb % g:
                 raise ValueError(
                     f"stage width {w} with bottleneck ratio {b} gives bottleneck width {wb}, which is not a multiple "
