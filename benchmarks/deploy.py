@@ -1,20 +1,20 @@
-"""Deployment benchmark: RegNets vs keras.applications mobile models, exported the same way.
+"""Deployment benchmark: full-int8 (and float32) TFLite batch-1 latency of RegNets vs keras.applications peers.
 
-For RegNetY200MF, RegNetY600MF, RegNetX800MF (keras_regnet) and MobileNetV2, MobileNetV3Large, EfficientNetB0
-(keras.applications), each exported with :func:`keras_regnet.export.export_model` (BatchNorm folded, TFLite via
-``from_keras_model``, int8 calibrated on generated sample images), this measures:
+Every model gets random weights (size and latency do not depend on weight values; see ``int8_accuracy.py`` for
+what int8 costs in accuracy) and is converted to TFLite the way a user converts a Keras model:
+``tf.lite.TFLiteConverter.from_keras_model`` with ``Optimize.DEFAULT``, a representative data set (100 generated
+images) and ``TFLITE_BUILTINS_INT8`` only. RegNets go through :func:`keras_regnet.export.fold_batchnorm` first,
+as ``keras-regnet export`` does (the converter folds BatchNorm itself; the files are the same size and speed).
 
-- TFLite float32 and full-int8 file size and batch-1 latency with 2 threads (LiteRT interpreter, XNNPACK where it
-  accepts the graph; the table says where it did not);
-- SavedModel throughput at batch 32 (``serving_default`` of the loaded SavedModel, images/s);
-- the Keras graph's batch-1 latency before/after BatchNorm folding.
+Timing is built to be trusted on a shared machine: every interpreter is created up front, then ``--rounds``
+rounds each time every model in turn (the order rotates per round), ``--runs`` invocations per model per round;
+the table shows the median of the round medians and the spread (min-max of the round medians), and the ratio to
+the baseline is computed per round. The XNNPACK column counts how many of the file's ops run outside the
+delegate (each a separate builtin kernel dispatch). Machine, load and versions are printed with the table.
 
-All models use random weights (``weights=None``): the peers' ImageNet weights cannot be downloaded on the build
-machine, and size and latency do not depend on weight values. The top-1 column is the published ImageNet accuracy
-of each architecture's reference weights (not measured here); int8 accuracy was not measured (no ImageNet here).
-
-    python benchmarks/deploy.py                       # the full table (several minutes on 2 cores)
-    python benchmarks/deploy.py --models RegNetY200MF,MobileNetV2 --size 96 --runs 10    # a quick look
+    python benchmarks/deploy.py                                          # RegNetY600MF vs EfficientNetB0, 224 px
+    python benchmarks/deploy.py --models RegNetY200MF,RegNetY600MF,MobileNetV2,EfficientNetB0 --rounds 7
+    python benchmarks/deploy.py --profile RegNetY600MF                   # per-stage int8 latency of one model
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
-import tempfile
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Published ImageNet-1k top-1 (%) of each architecture's reference weights at 224 px: pycls's checkpoints for the
-# RegNets (keras_regnet's registry), the keras.applications docs table for the peers.
+# Published ImageNet-1k top-1 (%) of each architecture's reference weights at 224 px (pycls's checkpoints for the
+# RegNets, the keras.applications documentation for the peers); not measured here.
 PUBLISHED_TOP1 = {
     "RegNetY200MF": 70.3,
     "RegNetY600MF": 75.5,
@@ -42,6 +43,33 @@ MODELS = tuple(PUBLISHED_TOP1)
 BASELINE = "EfficientNetB0"
 
 
+def machine():
+    """One line naming the CPU, cores, load and the versions that matter."""
+    import keras
+    import tensorflow as tf
+
+    try:
+        import ai_edge_litert
+
+        litert = getattr(ai_edge_litert, "__version__", None)
+        if litert is None:
+            from importlib.metadata import version
+
+            litert = version("ai-edge-litert")
+    except Exception:
+        litert = "?"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{cpu}, {os.cpu_count()} cores, load {load:.1f} (1-min avg at start); Python "
+            f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, ai-edge-litert "
+            f"{litert}")
+
+
 def build(name, size):
     """The model ``name`` with random weights, taking RGB in [0, 255] like keras_regnet models."""
     import keras
@@ -50,7 +78,7 @@ def build(name, size):
 
     shape = (size, size, 3)
     if name.startswith("RegNet"):
-        return getattr(keras_regnet, name)(input_shape=shape, name=name.lower())
+        return getattr(keras_regnet, name)(weights=None, input_shape=shape, name=name.lower())
     if name == "MobileNetV2":  # takes [-1, 1]: put its preprocess_input in the graph so every model gets [0, 255]
         inputs = keras.Input(shape)
         base = keras.applications.MobileNetV2(weights=None, input_shape=shape)
@@ -59,89 +87,189 @@ def build(name, size):
     return builder(weights=None, input_shape=shape, name=name.lower())
 
 
-def savedmodel_throughput(path, size, output, batch=32, runs=5):
-    """Images per second of the loaded SavedModel's serving_default at ``batch``."""
+def user_convert(model, variant, calibration):
+    """TFLite bytes, converted as the TensorFlow guide shows (``from_keras_model``; int8: builtins only)."""
+    import contextlib
+    import io
+
     import numpy as np
     import tensorflow as tf
 
-    fn = tf.saved_model.load(path).signatures["serving_default"]
-    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype("float32"))
-    for _ in range(2):
-        fn(images=x)
-    times = []
-    for _ in range(runs):
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if variant == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([np.asarray(x[None], np.float32)] for x in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
+def convert(name, model, variant, calibration):
+    """RegNets as ``keras-regnet export`` writes them (BatchNorm folded first), peers as a user converts them."""
+    if name.startswith("RegNet"):
+        from keras_regnet.export import fold_batchnorm
+
+        model, _ = fold_batchnorm(model)
+    return user_convert(model, variant, calibration)
+
+
+class Timer:
+    """One ready interpreter per file; ``round()`` returns the median ms of ``runs`` batch-1 invocations."""
+
+    def __init__(self, content, threads):
+        import numpy as np
+
+        from keras_regnet.export.tflite import as_input, ready_interpreter
+
+        self.interpreter, self.xnnpack = ready_interpreter(content, threads)
+        inp = self.interpreter.get_input_details()[0]
+        pixels = np.random.default_rng(0).uniform(0, 255, inp["shape"])
+        self.interpreter.set_tensor(inp["index"], as_input(pixels, inp["dtype"]))
+        for _ in range(3):
+            self.interpreter.invoke()
+
+    def round(self, runs):
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.interpreter.invoke()
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+
+def interleaved(timers, rounds, runs):
+    """{key: [median ms of each round]}, the keys timed in turn each round (order rotated)."""
+    keys = list(timers)
+    result = {k: [] for k in keys}
+    for r in range(rounds):
+        order = keys[r % len(keys):] + keys[:r % len(keys)]
+        for key in order:
+            result[key].append(timers[key].round(runs))
+    return result
+
+
+def summarize(samples):
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "rounds": samples}
+
+
+def measure(names, size, rounds, runs, threads, variants=("fp32", "int8")):
+    from keras_regnet.export.representative import sample_images
+    from keras_regnet.export.tflite import delegation
+
+    calibration = sample_images(100, size)
+    rows, timers = {}, {}
+    for name in names:
         start = time.perf_counter()
-        fn(images=x)[output].numpy()
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+        model = build(name, size)
+        rows[name] = {"model": name, "top1": PUBLISHED_TOP1.get(name), "params_m": model.count_params() / 1e6}
+        for variant in variants:
+            content = convert(name, model, variant, calibration)
+            deleg = delegation(content, threads)
+            timers[(name, variant)] = Timer(content, threads)
+            rows[name][variant] = {"mb": len(content) / 2**20, "ops": deleg["ops"],
+                                   "outside_xnnpack": deleg["outside"], "partitions": deleg["partitions"],
+                                   "xnnpack": timers[(name, variant)].xnnpack}
+        print(f"# converted {name} in {time.perf_counter() - start:.0f} s", flush=True)
+    times = interleaved(timers, rounds, runs)
+    for (name, variant), samples in times.items():
+        rows[name][variant]["ms"] = summarize(samples)
+    if BASELINE in rows:
+        for name in rows:
+            for variant in variants:
+                ratios = [a / b for a, b in zip(times[(name, variant)], times[(BASELINE, variant)])]
+                rows[name][variant]["ratio"] = summarize(ratios)
+    return list(rows.values())
 
 
-def measure(name, size, runs, workdir):
-    from keras_regnet.export import export_model
+def table(rows, variants=("fp32", "int8")):
+    lines = []
+    head = "| model | top-1 % (published) | params (M) |"
+    rule = "|---|---:|---:|"
+    for v in variants:
+        head += f" {v} MB | {v} ms (min-max) | {v} / {BASELINE} | {v} ops outside XNNPACK |"
+        rule += "---:|---:|---:|---|"
+    lines += [head, rule]
+    for r in rows:
+        line = f"| {r['model']} | {r['top1'] if r['top1'] is not None else 'n/a'} | {r['params_m']:.2f} |"
+        for v in variants:
+            c = r[v]
+            ms = c["ms"]
+            ratio = f"{c['ratio']['median']:.2f} ({c['ratio']['min']:.2f}-{c['ratio']['max']:.2f})" if "ratio" in c \
+                else "n/a"
+            outside = sum(c["outside_xnnpack"].values())
+            where = ("all (XNNPACK refused the file)" if not c["xnnpack"] else
+                     f"{outside} of {c['ops']}" + (f": {', '.join(f'{k} {n}' for k, n in c['outside_xnnpack'].items())}"
+                                                   if outside else ""))
+            line += (f" {c['mb']:.2f} | {ms['median']:.2f} ({ms['min']:.2f}-{ms['max']:.2f}) | {ratio} | {where} |")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def profile(name, size, rounds, runs, threads):
+    """Per-stage int8 latency of a RegNet: the model cut after the stem and after each stage, timed interleaved.
+
+    LiteRT's Python interpreter has no per-op profiler; the differences between consecutive cuts are each
+    stage's share (the head is the full model minus the last cut).
+    """
+    import keras
+
+    from keras_regnet.export.representative import sample_images
 
     model = build(name, size)
-    report = export_model(
-        model, workdir, name.lower(), tflite=("fp32", "int8"), min_agreement=0.0, latency_threads=(2,),
-        latency_runs=runs, calibration_images=100, verify_images=16, progress=False,
-    )
-    tfl = report["tflite"]
-    fold = report["bn_fold"]
-    return {
-        "model": name,
-        "top1": PUBLISHED_TOP1[name],
-        "params_m": model.count_params() / 1e6,
-        "fp32_mb": tfl["fp32"]["bytes"] / 2**20,
-        "fp32_ms": tfl["fp32"]["latency_ms"]["2"],
-        "int8_mb": tfl["int8"]["bytes"] / 2**20,
-        "int8_ms": tfl["int8"]["latency_ms"]["2"],
-        "int8_xnnpack": tfl["int8"]["xnnpack"],
-        "fp32_max_diff": tfl["fp32"]["max_abs_diff"],
-        "sm_ips": savedmodel_throughput(report["path"], size, report["output"], runs=max(3, runs // 10)),
-        "bn_folded": fold["folded"],
-        "keras_ms_before": fold.get("ms_batch1_before"),
-        "keras_ms_after": fold.get("ms_batch1_after"),
-    }
-
-
-def table(rows):
-    base = next((r for r in rows if r["model"] == BASELINE), None)
-    lines = [
-        "| model | top-1 % (published) | params (M) | TFLite fp32 MB | fp32 ms | TFLite int8 MB | int8 ms "
-        f"| int8 ms / {BASELINE} | SavedModel img/s @32 | BN folded | Keras batch-1 ms before -> after fold |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        ratio = f"{r['int8_ms'] / base['int8_ms']:.2f}" if base else "n/a"
-        xnn = "" if r["int8_xnnpack"] else " (no XNNPACK)"
-        fold = (f"{r['keras_ms_before']:.1f} -> {r['keras_ms_after']:.1f}" if r["keras_ms_before"] else "n/a")
-        lines.append(
-            f"| {r['model']} | {r['top1']:.1f} | {r['params_m']:.2f} | {r['fp32_mb']:.2f} | {r['fp32_ms']:.2f} "
-            f"| {r['int8_mb']:.2f} | {r['int8_ms']:.2f}{xnn} | {ratio} | {r['sm_ips']:.0f} | {r['bn_folded']} "
-            f"| {fold} |"
-        )
+    info = getattr(model, "feature_info", None)
+    if info:
+        cuts = {}
+        for stage, i in info.items():
+            layer = getattr(i, "layer", i[0] if isinstance(i, tuple) else i)
+            cuts[stage] = (layer if hasattr(layer, "output") else model.get_layer(layer)).output
+    else:
+        cuts = {}
+        for layer in model.layers:
+            stage = layer.name.split("_")[0]
+            if stage == "stem" or (stage.startswith("s") and stage[1:].isdigit()):
+                cuts[stage] = layer.output
+    calibration = sample_images(100, size)
+    timers = {}
+    for stage, tensor in cuts.items():
+        sub = keras.Model(model.inputs, tensor, name=f"{name.lower()}_{stage}")
+        timers[stage] = Timer(convert(name, sub, "int8", calibration), threads)
+        print(f"# converted {name} up to {stage}", flush=True)
+    timers["full"] = Timer(convert(name, model, "int8", calibration), threads)
+    times = interleaved(timers, rounds, runs)
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    previous, lines = 0.0, [f"| {name} int8, up to | cumulative ms | this part ms |", "|---|---:|---:|"]
+    for key, ms in medians.items():
+        lines.append(f"| {key} | {ms:.2f} | {ms - previous:.2f} |")
+        previous = ms
     return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(MODELS),
-                        help=f"comma-separated subset of {', '.join(MODELS)} (default: all)")
+    parser.add_argument("--models", default="RegNetY600MF,EfficientNetB0",
+                        help=f"comma-separated subset of {', '.join(MODELS)} (default RegNetY600MF,EfficientNetB0)")
     parser.add_argument("--size", type=int, default=224, help="input resolution (default 224)")
-    parser.add_argument("--runs", type=int, default=50, help="timed TFLite invocations per model (default 50)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    parser.add_argument("--runs", type=int, default=30, help="timed invocations per model per round (default 30)")
+    parser.add_argument("--threads", type=int, default=2, help="LiteRT threads (default 2)")
+    parser.add_argument("--profile", help="instead: per-stage int8 latency of this RegNet")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
+    print(f"# machine: {machine()}", flush=True)
+    if args.profile:
+        print(profile(args.profile, args.size, args.rounds, args.runs, args.threads))
+        return 0
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = sorted(set(names) - set(MODELS))
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
-    rows = []
-    with tempfile.TemporaryDirectory() as workdir:
-        for name in names:
-            start = time.perf_counter()
-            rows.append(measure(name, args.size, args.runs, workdir))
-            print(f"# {name}: {time.perf_counter() - start:.0f} s", flush=True)
-    print(f"\nTFLite: LiteRT interpreter, batch 1, 2 threads, median of {args.runs}; {args.size} px; random weights.")
+    start = time.perf_counter()
+    rows = measure(names, args.size, args.rounds, args.runs, args.threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nLiteRT interpreter, batch 1, {args.threads} threads, {args.size} px, random weights; {args.rounds} "
+          f"interleaved rounds x {args.runs} runs: median of round medians (min-max); load {load:.1f} at the end; "
+          f"{time.perf_counter() - start:.0f} s in all.")
     print(table(rows))
     if args.json:
         with open(args.json, "w") as f:
@@ -150,4 +278,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -415,7 +415,8 @@ def test_cli_keras_file_and_errors(tmp_path, capsys):
 
     (tmp_path / "corrupt.keras").write_bytes(b"PK\x03\x04 not really a zip")
     assert cli_main(["export", str(tmp_path / "corrupt.keras"), "--output-dir", str(tmp_path / "out")]) == 2
-    assert "cannot load" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert ("cannot load" in err or "not a Keras model file" in err) and len(err.strip().splitlines()) == 1
     assert cli_main(["export", str(tmp_path / "missing.keras")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert cli_main(["export", "RegNetZ999MF"]) == 2
@@ -448,3 +449,42 @@ def test_named_model_end_to_end_cli(tmp_path, capsys):
     loaded = tf.saved_model.load(str(path))
     out = loaded.signatures["serving_bytes"](image_bytes=tf.constant(_encoded(_pixels(1, 300), "jpeg")))
     assert out["top_k_labels"].shape == (1, 5) and out["probabilities"].shape == (1, 1000)
+
+
+@pytest.mark.skipif(not hasattr(keras_regnet, "RegNetModel"), reason="needs the RegNetModel class")
+def test_fine_tuned_keras_file_serves_its_own_class_names_and_eval(tmp_path, capsys):
+    """A .keras file of a fine-tuned model: export reads its class names and eval transform, flags override."""
+    model = keras_regnet.AnyNet(**TINY, input_shape=(None, None, 3), classes=3)
+    names = ["cat", "dog", "fox"]
+    model.set_pretrained_cfg(class_names=names, size=40, crop_pct=1.0, interpolation="bilinear")
+    model.save(tmp_path / "pets.keras")
+    code = cli_main(["export", str(tmp_path / "pets.keras"), "--output-dir", str(tmp_path / "out"), "--tflite",
+                     "none", "--verify-images", "4", "--quiet", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["eval"] == {"size": 40, "crop_pct": 1.0, "interpolation": "bilinear"}
+    assert report["model"] == "pets" and report["labels"] == "own"
+    loaded = tf.saved_model.load(report["path"])
+    image = np.random.default_rng(5).uniform(0, 255, (50, 60, 3)).astype("uint8")
+    out = loaded.signatures["serving_bytes"](image_bytes=tf.constant(_encoded(image[None], "png")))
+    ref = model.predict(resize_and_center_crop(image[None].astype("float32"), 40, 1.0, "bilinear").numpy(),
+                        verbose=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), ref, atol=1e-5)
+    assert out["top_k_labels"].numpy()[0].astype(str).tolist() == [names[i] for i in np.argsort(-ref[0])]
+
+    code = cli_main(["export", str(tmp_path / "pets.keras"), "--output-dir", str(tmp_path / "out"), "--tflite",
+                     "none", "--verify-images", "4", "--quiet", "--json", "--crop-pct", "0.5"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["eval"]["crop_pct"] == 0.5
+
+
+def test_export_options_are_one_object(tmp_path):
+    from keras_regnet.export import ExportOptions
+
+    model = keras_regnet.AnyNet(**TINY, input_shape=(32, 32, 3), classes=3)
+    options = ExportOptions(tflite=(), verify_images=4, calibration_images=4, progress=False, top_k=2)
+    report = export_model(model, str(tmp_path), "m", options)
+    assert report["savedmodel"]["signatures"]["serving_default"]["outputs"]["top_k_classes"] == ["int32", [None, 2]]
+    with pytest.raises(ExportError, match="top_k must be a positive integer"):
+        export_model(model, str(tmp_path), "m", options, top_k=0)
+    with pytest.raises(TypeError):
+        export_model(model, str(tmp_path), "m", options, no_such_option=1)

@@ -102,7 +102,7 @@ def test_empty_batch_gets_empty_outputs(served):
                                model.predict(x, verbose=0), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["../escape", "/tmp/abs_escape", "a/b", "..", ".", "", ".hidden", "a\\b"])
+@pytest.mark.parametrize("name", ["../escape", "/tmp/abs_escape", "a/b", "..", ".", ".hidden", "a\\b", "x\0y"])
 def test_name_is_one_path_component(tmp_path, name):
     out = tmp_path / "out"
     with pytest.raises(ExportError, match="single directory name"):
@@ -139,6 +139,7 @@ export_model(model, {out!r}, "m", tflite=(), verify_images=2, calibration_images
 """
 
 
+@pytest.mark.slow  # a fresh process importing TensorFlow: ~30 s alone, minutes on a loaded machine
 def test_kill_in_publish_window_leaves_no_version_and_next_export_cleans(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -206,15 +207,17 @@ def test_output_dir_that_is_a_file(tmp_path, capsys):
 
 def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
     """The SavedModel write hits ENOSPC (a real one, from /dev/full, through TensorFlow's file layer)."""
-    real_write_out = keras.export.ExportArchive.write_out
+    from keras_regnet.export import savedmodel
 
-    def write_out(self, filepath, **kwargs):
-        real_write_out(self, filepath, **kwargs)  # half the export is on disk, then the disk is full
+    real_write = savedmodel.write_savedmodel
+
+    def write_savedmodel(model, path, *args, **kwargs):
+        real_write(model, path, *args, **kwargs)  # the SavedModel is on disk, then the disk is full
         tf.io.write_file("/dev/full", b"\0" * 65536)
 
     if not os.path.exists("/dev/full"):
         pytest.skip("needs /dev/full")
-    monkeypatch.setattr(keras.export.ExportArchive, "write_out", write_out)
+    monkeypatch.setattr(savedmodel, "write_savedmodel", write_savedmodel)
     with pytest.raises(ExportError, match="no space left"):
         _quick(_model(), tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing left behind, not even an empty model directory

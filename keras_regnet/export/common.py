@@ -85,13 +85,28 @@ def describe_model(model) -> ModelSignature:
             "keras_regnet models)."
         )
     out = model.outputs[0]
-    if len(out.shape) == 2 and _last_activation(model) == "softmax":
-        kind, classes = "probabilities", int(out.shape[-1])
-    elif len(out.shape) == 2 and _has_classifier_head(model):
-        kind, classes = "logits", int(out.shape[-1])
+    own = _own_head(model)
+    if own is not None:
+        kind = own
+    elif len(out.shape) == 2 and _last_activation(model) == "softmax":
+        kind = "probabilities"
+    elif len(out.shape) == 2 and isinstance(_output_layer(model), keras.layers.Dense):
+        kind = "logits"
     else:
-        kind, classes = "features", None
+        kind = "features"
+    classes = int(out.shape[-1]) if kind != "features" else None
     return ModelSignature(shape[1:], kind, classes)
+
+
+def _own_head(model):
+    """What a RegNetModel says its output is (from its build options), else None (other models: inspect the graph)."""
+    options = getattr(model, "build_options", None)
+    if not isinstance(options, dict) or "include_top" not in options:
+        return None
+    if not options["include_top"]:
+        return "features"
+    # softmax: probabilities; none or another activation (e.g. sigmoid): scores compared as they are ("logits")
+    return "probabilities" if options.get("classifier_activation") == "softmax" else "logits"
 
 
 def _output_layer(model):
@@ -106,13 +121,6 @@ def _last_activation(model):
     config = layer.get_config() if hasattr(layer, "get_config") else {}
     activation = config.get("activation")
     return activation if isinstance(activation, str) else None
-
-
-def _has_classifier_head(model):
-    layer = _output_layer(model)
-    return isinstance(layer, keras.layers.Dense) or (
-        isinstance(layer, keras.layers.Activation) and layer.name == "predictions"
-    )
 
 
 def model_fingerprint(model) -> str:
