@@ -2,20 +2,29 @@
 
 1. Sampler: seconds to draw 1,000 valid models of each design space in the paper's 400MF regime (flops in
    [360, 400] M at 224 px), and in the embedded demo's regime (2-6 MF at 32 px, cifar stem); samples/s and the
-   fraction of candidates the regime keeps.
-2. Proxy training on the embedded digits (the `keras-regnet compare` demo setting: 3 epochs, batch 32): the same
-   sampled RegNetX and AnyNetXA specs trained with our native GroupConv2D and, as the peer in the same run, with
-   Keras's own grouped ``Conv2D`` (which Keras compiles with XLA on TensorFlow). Models/hour and the ratio.
+   fraction of candidates the regime keeps. Repeated (--repeats) and reported as median and range.
+2. Proxy training per model on the embedded digits (the `keras-regnet compare` demo setting: 3 epochs, batch 32):
+   the same sampled RegNetX and AnyNetXA specs trained, in interleaved rounds, by the previous training loop
+   (``legacy_train_proxy`` below: a traced eval step, a host sync per batch, session never cleared) and by the
+   current ``train_proxy``. Median seconds per model and the ratio.
+3. Sweep throughput: models/hour of a whole `run_sweep` (wall clock, process start-up and data loading included)
+   with 1 process and with ``--workers 2``, interleaved rounds.
+4. Optional (--keras-peer): the same specs with Keras's own grouped ``Conv2D`` (XLA-compiled on TensorFlow).
 
-    python benchmarks/sweep.py            # a few minutes on 2 cores
-    python benchmarks/sweep.py --quick    # 200 samples, 2 models
+    python benchmarks/sweep.py            # ~15-30 minutes on 2 cores
+    python benchmarks/sweep.py --quick    # 200 samples, 1 model per space, 1 round
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,22 +35,83 @@ PAPER = Regime(flops=(360e6, 400e6))
 DEMO = Regime(flops=(2e6, 6e6), resolution=32, classes=10)
 
 
-def bench_sampler(n):
-    """Print one row per space and regime: time for n valid samples, samples/s, acceptance rate."""
-    print(f"\n## Sampler: {n} valid models per space (regime filter by rejection on the analytic complexity)\n")
-    print(f"{'space':<10}{'regime':<22}{'seconds':>9}{'samples/s':>11}{'kept':>8}")
+def _spread(values):
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+
+
+def bench_sampler(n, repeats):
+    """Print one row per space and regime: time for n valid samples (median [min-max]), samples/s, acceptance."""
+    import numpy as np
+
+    print(f"\n## Sampler: {n} valid models per space, {repeats} repeats (median [min-max] seconds)\n")
+    print(f"{'space':<10}{'regime':<22}{'seconds':>20}{'samples/s':>11}{'kept':>8}")
     for name in SPACES:
         for label, regime, stem in (("360-400 MF @224", PAPER, "imagenet"), ("2-6 MF @32 (demo)", DEMO, "cifar")):
             space = get_space(name, stem=stem)
-            start = time.perf_counter()
-            space.sample(n, seed=0, regime=regime)
-            dt = time.perf_counter() - start
-            # Acceptance: the fraction of raw candidates inside the regime.
-            import numpy as np
+            times = []
+            for r in range(repeats):
+                start = time.perf_counter()
+                space.sample(n, seed=r, regime=regime)
+                times.append(time.perf_counter() - start)
+            inside = total = 0
+            batches = space.batches(np.random.default_rng(1), regime)
+            while total < 4000:
+                _, cx = next(batches)
+                inside += int(regime.contains_batch(cx).sum())
+                total += len(cx["flops"])
+            print(f"{name:<10}{label:<22}{_spread(times):>20}{n / statistics.median(times):>11.0f}"
+                  f"{inside / total:>8.1%}")
 
-            cands = space.candidates(np.random.default_rng(1))
-            kept = sum(regime.contains(regime.measure(next(cands))) for _ in range(2000)) / 2000
-            print(f"{name:<10}{label:<22}{dt:>9.2f}{n / dt:>11.0f}{kept:>8.1%}")
+
+def legacy_train_proxy(spec, data, *, epochs, lr, weight_decay=5e-5, momentum=0.9, seed=0, build_fn=None):
+    """The previous per-model loop (for comparison): traced eval step, float() per batch, no clear_session."""
+    import keras
+    import tensorflow as tf
+
+    from keras_regnet.models import build_model
+    from keras_regnet.training.optim import DecaySGD
+    from keras_regnet.training.schedules import WarmupCosine
+
+    start = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    model = (build_fn or build_model)(spec, input_shape=(data.image_size, data.image_size, 3),
+                                      classes=data.num_classes, classifier_activation=None, name="proxy")
+    for layer in model.layers:
+        if layer.name.endswith("_bn_c"):
+            layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
+    schedule = WarmupCosine(lr, epochs, data.steps_per_epoch, warmup_epochs=0)
+    optimizer = DecaySGD(learning_rate=schedule, momentum=momentum, nesterov=False, l2_decay=weight_decay)
+    variables = model.trainable_variables
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function(jit_compile=False, reduce_retracing=True)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = ce(y, logits)
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != tf.cast(y, tf.int64), tf.int32))
+        return loss, wrong
+
+    @tf.function(jit_compile=False, reduce_retracing=True)
+    def eval_step(x, y):
+        logits = model(x, training=False)
+        return tf.reduce_sum(tf.cast(tf.argmax(logits, -1) != tf.cast(y, tf.int64), tf.int32))
+
+    for epoch in range(epochs):
+        train_loss = 0.0
+        for x, y in data.train(seed * 1000 + epoch):
+            loss, wrong = train_step(x, y)
+            train_loss += float(loss) * int(x.shape[0])
+            int(wrong)
+    train_time = time.perf_counter() - start
+    wrong = total = 0
+    for x, y in data.eval:
+        wrong += int(eval_step(x, y))
+        total += int(x.shape[0])
+    return {"error": 100.0 * wrong / total, "train_time_s": train_time,
+            "total_s": time.perf_counter() - start}
 
 
 def _keras_grouped(spec, **kwargs):
@@ -61,8 +131,8 @@ def _keras_grouped(spec, **kwargs):
     return keras.models.clone_model(model, clone_function=clone)
 
 
-def bench_training(models, epochs):
-    """Train the same specs with both grouped convolutions; print per-model seconds and models/hour."""
+def bench_training(models, epochs, rounds, keras_peer):
+    """Per-model seconds (build + epochs + eval) of the legacy loop and train_proxy, interleaved rounds."""
     from keras_regnet.design_space.sweep import SweepConfig, load_proxy_data, train_proxy
 
     cfg = SweepConfig(space="RegNetX", samples=1, epochs=epochs, batch_size=32, lr=0.2)
@@ -70,32 +140,91 @@ def bench_training(models, epochs):
     specs = []
     for name in ("RegNetX", "AnyNetXA"):
         specs += [(name, s) for s in get_space(name, stem="cifar").sample(models, seed=0, regime=DEMO)]
-    print(f"\n## Proxy training on embedded digits ({data.num_train} images at 32 px, {epochs} epochs, batch 32)\n")
-    print(f"{'model':<12}{'blocks':>7}{'MF':>6}{'GroupConv2D s':>15}{'Keras Conv2D s':>16}{'ratio':>8}{'error %':>9}")
-    ours, peer = [], []
+    print(f"\n## Per model on embedded digits ({data.num_train} images at 32 px, {epochs} epochs, batch 32; "
+          f"{rounds} interleaved rounds, median [min-max] s)\n")
+    cols = ["legacy loop", "train_proxy"] + (["Keras Conv2D"] if keras_peer else [])
+    print(f"{'model':<10}{'blocks':>7}{'MF':>6}" + "".join(f"{c:>22}" for c in cols) + f"{'ratio':>8}")
+    per = {c: [] for c in cols}
     for name, spec in specs:
+        t = {c: [] for c in cols}
+        for r in range(rounds):
+            order = cols if r % 2 == 0 else cols[::-1]
+            for c in order:
+                start = time.perf_counter()
+                if c == "legacy loop":
+                    legacy_train_proxy(spec, data, epochs=epochs, lr=cfg.lr, seed=0)
+                elif c == "train_proxy":
+                    train_proxy(spec, data, epochs=epochs, lr=cfg.lr, seed=0)
+                else:
+                    train_proxy(spec, data, epochs=epochs, lr=cfg.lr, seed=0, build_fn=_keras_grouped)
+                t[c].append(time.perf_counter() - start)
         blocks = spec["depth"] if spec["type"] == "regnet" else sum(spec["depths"])
         mf = DEMO.measure(spec)["flops"] / 1e6
-        a = train_proxy(spec, data, epochs=epochs, lr=cfg.lr, seed=0)
-        b = train_proxy(spec, data, epochs=epochs, lr=cfg.lr, seed=0, build_fn=_keras_grouped)
-        ours.append(a["train_time_s"])
-        peer.append(b["train_time_s"])
-        print(f"{name:<12}{blocks:>7}{mf:>6.1f}{a['train_time_s']:>15.1f}{b['train_time_s']:>16.1f}"
-              f"{b['train_time_s'] / a['train_time_s']:>7.1f}x{a['error']:>9.2f}")
-    print(f"\nmodels/hour (build + {epochs} epochs + eval): GroupConv2D {3600 / statistics.mean(ours):.0f}, "
-          f"Keras grouped Conv2D {3600 / statistics.mean(peer):.0f}; median speed-up "
-          f"{statistics.median(p / o for p, o in zip(peer, ours)):.1f}x")
+        ratio = statistics.median(t["legacy loop"]) / statistics.median(t["train_proxy"])
+        print(f"{name:<10}{blocks:>7}{mf:>6.1f}" + "".join(f"{_spread(t[c]):>22}" for c in cols) + f"{ratio:>7.2f}x",
+              flush=True)
+        for c in cols:
+            per[c].append(statistics.median(t[c]))
+    print("\nmodels/hour (build + epochs + eval, one process): " + ", ".join(
+        f"{c} {3600 / statistics.mean(per[c]):.0f}" for c in cols))
+
+
+_SWEEP = """
+import sys, time
+start = time.perf_counter()
+from keras_regnet.design_space.sweep import SweepConfig, run_sweep
+cfg = SweepConfig(space=sys.argv[1], samples=int(sys.argv[2]), epochs=int(sys.argv[3]), batch_size=32, lr=0.2,
+                  seed=int(sys.argv[4]))
+run_sweep(cfg, sys.argv[5], progress=False, workers=int(sys.argv[6]), log=lambda *a: None)
+print("WALL", time.perf_counter() - start)
+"""
+
+
+def bench_workers(samples, epochs, rounds, workers=(1, 2)):
+    """Models/hour of whole sweeps (fresh process: start-up, data, sampling, training) with 1 and N workers."""
+    print(f"\n## Whole sweeps: RegNetX, {samples} samples, {epochs} epochs, demo regime; {rounds} interleaved "
+          "rounds (fresh process each, start-up included)\n")
+    t = {w: [] for w in workers}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    for r in range(rounds):
+        for w in (workers if r % 2 == 0 else workers[::-1]):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "r.jsonl")
+                res = subprocess.run([sys.executable, "-c", _SWEEP, "RegNetX", str(samples), str(epochs), str(r),
+                                      out, str(w)], capture_output=True, text=True, env=env)
+                if res.returncode:
+                    raise RuntimeError(res.stderr[-2000:])
+                t[w].append(float(res.stdout.split("WALL")[-1]))
+    print(f"{'workers':>8}{'sweep s (median [min-max])':>32}{'models/hour':>13}")
+    for w in workers:
+        print(f"{w:>8}{_spread(t[w]):>32}{3600 * samples / statistics.median(t[w]):>13.0f}")
+    base = statistics.median(t[workers[0]])
+    print(f"\nspeed-up with {workers[-1]} workers: {base / statistics.median(t[workers[-1]]):.2f}x "
+          "(per round: " + ", ".join(f"{a / b:.2f}x" for a, b in zip(t[workers[0]], t[workers[-1]])) + ")")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="200 samples, 1 model per space")
+    parser.add_argument("--quick", action="store_true", help="200 samples, 1 model per space, 1 round")
     parser.add_argument("--samples", type=int, help="valid samples per space for the sampler (default 1000)")
-    parser.add_argument("--models", type=int, help="models per space for the training table (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="sampler repeats (default 3)")
+    parser.add_argument("--models", type=int, help="models per space for the per-model table (default 2)")
     parser.add_argument("--epochs", type=int, default=3, help="proxy epochs (default 3, the demo's)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 2)")
+    parser.add_argument("--sweep-samples", type=int, default=6, help="samples of the whole-sweep runs (default 6)")
+    parser.add_argument("--only", choices=("sampler", "training", "workers"), help="run one part")
+    parser.add_argument("--keras-peer", action="store_true", help="also train with Keras's grouped Conv2D (slow)")
     args = parser.parse_args()
-    bench_sampler(args.samples or (200 if args.quick else 1000))
-    bench_training(args.models or (1 if args.quick else 2), args.epochs)
+    rounds = args.rounds or (1 if args.quick else 2)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+          f"load average {os.getloadavg()[0]:.1f} at start (other jobs share the machine: spreads matter)")
+    if args.only in (None, "sampler"):
+        bench_sampler(args.samples or (200 if args.quick else 1000), 1 if args.quick else args.repeats)
+    if args.only in (None, "training"):
+        bench_training(args.models or (1 if args.quick else 2), args.epochs, rounds, args.keras_peer)
+    if args.only in (None, "workers"):
+        bench_workers(args.sweep_samples, args.epochs, rounds)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -151,3 +151,19 @@ def test_max_tries_counts_consecutive_rejections_across_batches():
     assert space.sample(3, seed=0, regime=regime, max_tries=int(gaps.max()) + 1) == first
     with pytest.raises(spaces.RegimeUnreachableError, match=f"in {int(gaps.max())} tries"):
         space.sample(3, seed=0, regime=regime, max_tries=int(gaps.max()))
+
+
+def test_closed_form_stage_count_equals_the_per_block_count():
+    rng = np.random.default_rng(4)
+    n = 50_000
+    d = rng.integers(1, 64, size=n)
+    w0 = spaces._log_uniform(rng, 8, 256, 8, size=n)
+    wa = np.round(spaces._log_uniform(rng, 8, 256, 0.1, size=n), 1)
+    wm = np.round(spaces._log_uniform(rng, 1.5, 3, 0.001, size=n), 3)
+    count, unsure = vectorized.regnet_stage_count(d, w0, wa, wm)
+    starts, _, tie = vectorized.regnet_stages(d, w0, wa, wm, 63)
+    sure = ~unsure & ~tie
+    assert sure.mean() > 0.99
+    assert np.array_equal(count[sure], starts[sure].sum(axis=1))
+    for i in np.flatnonzero(sure)[:300]:  # and the scalar generator agrees
+        assert count[i] == len(design.generate_regnet(int(w0[i]), float(wa[i]), float(wm[i]), int(d[i]))[0])

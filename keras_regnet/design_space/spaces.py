@@ -413,16 +413,26 @@ class RegNetSpace(DesignSpace):
         b_values = np.asarray(self.bottleneck_ratios, dtype=np.float64)
         g_values = np.asarray(self.group_widths, dtype=np.int64)
         while True:
-            d = rng.integers(self.depth[0], self.depth[1] + 1, size=batch)
-            w0 = _log_uniform(rng, self.w0[0], self.w0[1], 8, size=batch)
-            wa = np.round(_log_uniform(rng, self.wa[0], self.wa[1], 0.1, size=batch), 1)
-            wm = np.round(_log_uniform(rng, self.wm[0], self.wm[1], 0.001, size=batch), 3)
-            b = rng.integers(len(self.bottleneck_ratios), size=batch)
-            g = rng.integers(len(self.group_widths), size=batch)
+            # Four draws of 1024 (the draw order of every earlier version) evaluated together: fewer NumPy calls.
+            parts = []
+            for _ in range(4):
+                parts.append((
+                    rng.integers(self.depth[0], self.depth[1] + 1, size=batch),
+                    _log_uniform(rng, self.w0[0], self.w0[1], 8, size=batch),
+                    np.round(_log_uniform(rng, self.wa[0], self.wa[1], 0.1, size=batch), 1),
+                    np.round(_log_uniform(rng, self.wm[0], self.wm[1], 0.001, size=batch), 3),
+                    rng.integers(len(self.bottleneck_ratios), size=batch),
+                    rng.integers(len(self.group_widths), size=batch),
+                ))
+            d, w0, wa, wm, b, g = (np.concatenate(c) for c in zip(*parts))
             # A RegNet has at most round(log(u_max / w0) / log(wm)) + 1 <= d stages: rows that cannot reach lo
             # stages are dropped before the per-block arrays are built (with a margin, so the bound is safe).
             r_max = np.log((d - 1) * wa / w0 + 1) / np.log(wm)
             rows = np.flatnonzero((r_max >= lo - 1.5 - 1e-6) & (d >= lo))
+            # The stage count from the generator's closed form keeps the per-block arrays to the rows that can
+            # have the allowed number of stages (rows near a rounding tie go on to the exact per-block check).
+            count, unsure = vectorized.regnet_stage_count(d[rows], w0[rows], wa[rows], wm[rows])
+            rows = rows[unsure | ((count >= lo) & (count <= hi))]
             starts, block_w, tie = vectorized.regnet_stages(d[rows], w0[rows], wa[rows], wm[rows], self.depth[1])
             count = starts.sum(axis=1)
             fast_r = np.flatnonzero(~tie & (count >= lo) & (count <= hi))

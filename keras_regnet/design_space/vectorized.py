@@ -72,6 +72,34 @@ def regnet_stages(d, w0, wa, wm, max_depth, q=8):
     return starts, widths, near_tie
 
 
+def regnet_stage_count(d, w0, wa, wm):
+    """Number of stages of a batch of RegNets without per-block arrays; returns ``(count, unsure)``.
+
+    Block j has s_j = round(log(1 + wa j / w0) / log(wm)), non-decreasing in j, so s reaches k >= 1 at block
+    ceil(t_k), t_k = w0 (wm^(k - 1/2) - 1) / wa, and value k occurs iff ceil(t_k) < min(d, ceil(t_(k+1))). Distinct
+    s give distinct quantized widths (consecutive ones differ by a factor wm >= 1.5 before rounding to 8, which
+    cannot merge them), so the count of occurring k is the stage count. Rows with some t_k within 1e-6 of an
+    integer are ``unsure`` (use :func:`regnet_stages` for them); rows with wm < 1.5 are always unsure.
+    """
+    d = np.asarray(d, dtype=np.int64)
+    w0 = np.asarray(w0, dtype=np.float64)[:, None]
+    wa = np.asarray(wa, dtype=np.float64)[:, None]
+    wm = np.asarray(wm, dtype=np.float64)
+    lwm = np.log(wm)[:, None]
+    if d.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    # k runs to one past the largest s any row reaches (s_max = round(r_max) <= r_max + 1/2).
+    r_max = np.log1p((d - 1) * wa[:, 0] / w0[:, 0]) / lwm[:, 0]
+    kmax = int(np.ceil(np.max(r_max) + 0.5)) + 1
+    k = np.arange(1, kmax + 1, dtype=np.float64)[None, :]
+    t = w0 * np.expm1((k - 0.5) * lwm) / wa  # (B, K): first block index with s >= k is ceil(t)
+    j = np.ceil(t)
+    dd = d[:, None]
+    unsure = np.any((np.abs(t - np.round(t)) < _TIE) & (t < dd), axis=1) | (wm < 1.5)
+    present = j[:, :-1] < np.minimum(dd, j[:, 1:])
+    return 1 + present.sum(axis=1), unsure
+
+
 def regnet_stage_arrays(d, starts, widths, max_stages):
     """Stage depths and widths (B, max_stages) from :func:`regnet_stages` output; unused stages have depth 0."""
     B, D = starts.shape
