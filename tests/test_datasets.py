@@ -292,3 +292,27 @@ def test_unknown_and_non_image_datasets():
         load_dataset("imdb_reviews", "train")
     with pytest.raises(ValueError, match="non-empty string"):
         load_dataset("", "train")
+
+
+def test_folder_with_fake_and_corrupt_images_skips_them_by_name_or_refuses(tmp_path):
+    """A text file named .jpg, a truncated JPEG and an empty PNG: skipped with one warning that counts and names
+    them (the old loader failed mid-training with a TF traceback naming no file), or a ValueError with 'error'."""
+    _write_folder(str(tmp_path), ["ant", "bee"], per_class=4)
+    (tmp_path / "ant" / "fake.jpg").write_text("<html>captive portal</html>")
+    good = tf.io.encode_jpeg(np.full((16, 16, 3), 99, np.uint8)).numpy()
+    (tmp_path / "bee" / "cut.jpg").write_bytes(good[: len(good) // 2])
+    (tmp_path / "bee" / "empty.png").write_bytes(b"")
+    with pytest.warns(datasets.BadImagesWarning) as record:
+        ds, info = load_dataset(str(tmp_path), "train")
+    message = str(record[0].message)
+    assert "skipped 3 of 11 files" in message
+    for name, why in (("fake.jpg", "not a JPEG, PNG, GIF or BMP"), ("cut.jpg", "corrupt"), ("empty.png", "empty")):
+        assert f"{name}: {why}" in message
+    images, labels = _collect(ds)  # decodes every remaining file without error
+    assert info.num_examples == len(images) == 8 and sorted(np.bincount(labels)) == [4, 4]
+    encoded, einfo = load_dataset(str(tmp_path), "train[:50%]", decode=False)
+    assert einfo.num_examples == 4
+    with pytest.raises(ValueError, match=r"3 of 11 files under .* are not readable images: .*fake.jpg"):
+        load_dataset(str(tmp_path), "train", bad_images="error")
+    with pytest.raises(ValueError, match="bad_images must be"):
+        load_dataset(str(tmp_path), "train", bad_images="maybe")

@@ -10,13 +10,13 @@ import pytest
 
 from conftest import TINY
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import keras  # required by [test]: a broken install must fail, not skip
+import tensorflow as tf
 
 from keras_regnet.training import pipeline  # noqa: E402
 from keras_regnet.training.callbacks import PreciseBN, batchnorm_layers  # noqa: E402
 from keras_regnet.training.optim import DecaySGD, is_kernel  # noqa: E402
-from keras_regnet.training.presets import make_config  # noqa: E402
+from keras_regnet.training.presets import describe_defaults, make_config, resolve_defaults  # noqa: E402
 from keras_regnet.training.schedules import WarmupCosine, paper_epoch_lr, scaled_learning_rate  # noqa: E402
 from keras_regnet.training.strategy import global_batch_size, make_strategy  # noqa: E402
 
@@ -250,8 +250,13 @@ def test_bad_tf_config_is_explained(monkeypatch):
 def test_presets_and_config_errors(tmp_path):
     paper = make_config("imagenet")
     assert (paper.lr, paper.momentum, paper.nesterov, paper.weight_decay, paper.decay_on) == (0.1, 0.9, True, 5e-5, "all")
-    assert (paper.epochs, paper.warmup_epochs, paper.warmup_factor, paper.precise_bn_images) == (100, 5, 0.1, 8192)
-    assert (paper.lighting_std, paper.min_crop_area, paper.label_smoothing, paper.ema) == (0.1, 0.08, 0.0, 0.0)
+    assert (paper.epochs, paper.warmup_factor, paper.precise_bn_images) == (100, 0.1, 8192)
+    assert (paper.label_smoothing, paper.ema) == (0.0, 0.0)
+    # The data-adaptive settings are chosen when the data set is known; on ImageNet they are the paper's.
+    imagenet = _info("imagenet2012", (None, None, 3), 1281167)
+    paper, notes = resolve_defaults(paper, imagenet)
+    assert (paper.image_size, paper.batch_size, paper.warmup_epochs, paper.lr_per_epoch) == (224, 128, 5, True)
+    assert (paper.lighting_std, paper.min_crop_area, paper.flip, paper.eval_crop_pct) == (0.1, 0.08, True, 0.875)
     ft = make_config("finetune", dataset="digits")
     assert ft.weights == "imagenet" and ft.dataset == "digits" and ft.decay_on == "kernels"
     with pytest.raises(ValueError, match="unknown preset"):
@@ -260,8 +265,84 @@ def test_presets_and_config_errors(tmp_path):
         make_config("imagenet", learning_rate=0.1)
     with pytest.raises(ValueError, match="precision must be"):
         make_config("imagenet", precision="float16")
-    with pytest.raises(ValueError, match="unfreeze_epoch needs freeze_until"):
+    with pytest.raises(ValueError, match="--unfreeze-epoch needs --freeze-until"):
         make_config("finetune", unfreeze_epoch=2)
+
+
+def _info(name, shape, n, classes=10):
+    from keras_regnet.datasets import DatasetInfo
+
+    return DatasetInfo(name=name, split="train", num_classes=classes, num_examples=n, image_shape=shape,
+                       class_names=tuple(str(i) for i in range(classes)), source="tfds")
+
+
+def test_defaults_fit_small_data_sets_and_given_values_win():
+    """digits (1437 images of 32x32) for 3 epochs: 32 px, batch 32 (44 steps), warm-up capped at 0.3 epochs,
+    rate every step, mild crops, no flips, no lighting, whole-image eval; the run of the issue: 224 px, batch 128,
+    warm-up 5 > epochs."""
+    digits = _info("digits", (32, 32, 3), 1437)
+    config, notes = resolve_defaults(make_config("imagenet", dataset="digits", epochs=3), digits)
+    assert (config.image_size, config.batch_size, config.warmup_epochs, config.lr_per_epoch) == (32, 32, 0.3, False)
+    assert (config.min_crop_area, config.flip, config.lighting_std, config.eval_crop_pct) == (0.75, False, 0.0, 1.0)
+    assert "1437 training images" in notes["batch_size"] and "32x32" in notes["image_size"]
+    assert "--epochs 3" in notes["warmup_epochs"] and "digits" in notes["flip"]
+    line = describe_defaults(config, notes, 0.025)
+    for part in ("image size 32 (data set", "batch 32 (data set", "lr 0.025", "warm-up 0.3 epochs"):
+        assert part in line
+    # Given values are kept (and named "given"); 28x28 MNIST rounds up to 32; batches scale with the replicas.
+    given, notes = resolve_defaults(make_config("imagenet", epochs=3, image_size=64, batch_size=16, warmup_epochs=1,
+                                                flip=True), _info("mnist", (28, 28, 1), 60000))
+    assert (given.image_size, given.batch_size, given.warmup_epochs, given.flip) == (64, 16, 1, True)
+    assert "image_size" not in notes and "(given)" in describe_defaults(given, notes, 0.0125)
+    mnist, _ = resolve_defaults(make_config("imagenet", epochs=3), _info("mnist", (28, 28, 1), 60000), replicas=2)
+    assert (mnist.image_size, mnist.batch_size, mnist.flip) == (32, 256, False)
+    # A tiny folder: the batch goes down to 8 per replica; variable-size images keep the recipe's 224.
+    folder, _ = resolve_defaults(make_config("finetune", epochs=20), _info("/data/pets", (None, None, 3), 60, 3))
+    assert (folder.image_size, folder.batch_size, folder.warmup_epochs, folder.lr_per_epoch) == (224, 8, 1.0, True)
+    assert (folder.lighting_std, folder.min_crop_area, folder.flip) == (0.0, 0.08, True)
+
+
+def test_errors_name_the_flag():
+    with pytest.raises(ValueError, match=r"--warmup-epochs must be in \[0, --epochs 1\), got 5"):
+        make_config("imagenet", epochs=1, warmup_epochs=5)
+    with pytest.raises(ValueError, match="--image-size must be an integer >= 32"):
+        make_config("imagenet", image_size=16)
+    with pytest.raises(ValueError, match="--unfreeze-epoch needs --freeze-until"):
+        make_config("finetune", unfreeze_epoch=2)
+    with pytest.raises(ValueError, match="--bad-images must be 'skip' or 'error'"):
+        make_config("imagenet", bad_images="ignore")
+
+
+def test_yaml_config_with_python_tags_is_one_clear_line(tmp_path, capsys):
+    from keras_regnet.training.presets import load_config_file
+
+    cfg = tmp_path / "evil.yaml"
+    cfg.write_text("epochs: 3\nmodel: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ValueError) as e:
+        load_config_file(str(cfg))
+    message = str(e.value)
+    assert "evil.yaml" in message and "tag not allowed" in message and "python/object" in message
+    assert "at line 2" in message and "\n" not in message
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"epochs": 3,,}')
+    with pytest.raises(ValueError, match=r"bad.json' is not valid JSON: .* at line 1"):
+        load_config_file(str(bad))
+    code, err = _cli(["--config", str(cfg), "--dataset", "digits"], capsys)
+    assert code == 2 and "tag not allowed" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_parser_strategies_match_and_build_without_keras():
+    import subprocess
+    import sys
+
+    from keras_regnet.commands import train as cmd
+    from keras_regnet.training.strategy import STRATEGIES
+
+    assert cmd.STRATEGIES == STRATEGIES
+    code = ("import argparse, sys; from keras_regnet.commands import train; p = argparse.ArgumentParser(); "
+            "train.add_arguments(p); print('keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-1500:]
 
 
 def test_help_explains_every_flag(capsys):
