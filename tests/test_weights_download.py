@@ -401,8 +401,27 @@ def test_download_that_differs_from_the_published_sha256_is_refused(hub, tmp_pat
     assert os.path.basename(os.path.realpath(path)) == download._read_records()[PIN]["sha256"]
 
 
+def test_an_error_page_cached_and_pinned_by_an_older_version_is_caught_and_dropped(hub, tmp_path):
+    """The state the unvalidated trust-on-first-use left behind: an HTML page in the Hub cache, its sha256 pinned."""
+    from huggingface_hub import hf_hub_download
+
+    real = hub.files[hub.hub_path(REPO)]
+    hub.files[hub.hub_path(REPO)] = HTML
+    page = hf_hub_download(REPO, "model.safetensors", cache_dir=str(tmp_path / "hf"), endpoint=hub.url)
+    with open(os.path.join(download.cache_root(), "sha256.json"), "w") as f:
+        json.dump({PIN: {"sha256": hashlib.sha256(HTML).hexdigest(), "size": len(HTML), "first_seen": "2026-01-01T00:00:00+00:00"}}, f)
+    assert os.path.exists(page)
+    hub.files[hub.hub_path(REPO)] = real
+    with pytest.raises(WeightsIntegrityError, match="the server returned an HTML page"):
+        load_tiny()
+    assert_nothing_kept(tmp_path)
+    model, _ = load_tiny()  # the retry the message suggests works: no hand-editing of sha256.json
+    assert_holds_fixture(model)
+    assert download._read_records()[PIN]["validated"] is True
+
+
 def test_a_bad_pin_names_its_repair_and_cache_clear_recovers(hub, tmp_path, capsys):
-    """A pin of a page cached by an older version: the error names `keras-regnet cache clear MODEL:TAG`, which works."""
+    """A pin that no longer matches upstream: the error names `keras-regnet cache clear MODEL:TAG`, which works."""
     with open(os.path.join(download.cache_root(), "sha256.json"), "w") as f:
         json.dump({PIN: {"sha256": hashlib.sha256(HTML).hexdigest(), "size": len(HTML), "first_seen": "2026-01-01T00:00:00+00:00"}}, f)
     with pytest.raises(WeightsIntegrityError, match=r"recorded at first download.*keras-regnet cache clear RegNetX-200MF:pycls_in1k"):

@@ -227,18 +227,25 @@ def verify_or_record(path, key, expected=None, on_mismatch=None, validate=None, 
         pinned = _read_records().get(key)
         if (expected and digest != expected) or (pinned and digest != pinned["sha256"]):
             fail(_mismatch(path, key, digest, expected, pinned, repair_target))
-        if pinned is not None:
+        if pinned is not None and pinned.get("validated"):
             return digest  # validated when it was pinned
         try:
+            # Not pinned yet, or pinned by a version that did not validate (it may have pinned an error page).
             validate(path)
         except (ValueError, OSError) as e:
+            if pinned is not None:
+                forget(key)
             fail(e if isinstance(e, WeightsIntegrityError) else WeightsValidationError(str(e)))
     with _updating() as records:
         pinned = records.get(key)
         if pinned is None:
             records[key] = {"sha256": digest, "size": os.path.getsize(path), "first_seen": _now(), **(details or {})}
+            if validate is not None:
+                records[key]["validated"] = True
         elif pinned["sha256"] != digest:  # pinned before (or by another process meanwhile) with other bytes
             fail(_mismatch(path, key, digest, expected, pinned, repair_target))
+        elif validate is not None and not pinned.get("validated"):
+            pinned["validated"] = True
     return digest
 
 

@@ -181,16 +181,19 @@ def validate_safetensors(path, expected, source=None, check_values=True):
 
     path = os.fspath(path)
     source = source or repr(path)
-    _read_header(path, source)  # our bounds checks first: a clear message for pages and truncated files
+    header = _read_header(path, source)  # our bounds checks first: a clear message for pages and truncated files
     try:
         handle = safe_open(path, framework="numpy")
     except Exception as e:  # safetensors' own parser: offsets out of bounds, overlapping, incomplete buffer ...
         raise _not_safetensors(path, f"{type(e).__name__}: {str(e)[:200]}", source) from None
     with handle as f:
+        # Names, dtypes and shapes from the header that safetensors has just accepted (its offsets checked).
         shapes, dtypes = {}, {}
         for key in f.keys():
-            sl = f.get_slice(key)
-            shapes[key], dtypes[key] = tuple(sl.get_shape()), str(sl.get_dtype())
+            entry = header.get(key)
+            if not isinstance(entry, dict):
+                raise _not_safetensors(path, f"no header entry for {key!r}", source)
+            shapes[key], dtypes[key] = tuple(int(n) for n in entry.get("shape", ())), str(entry.get("dtype"))
         counters = {k for k in shapes if k.endswith("." + _COUNTER)}
         missing = [k for k in expected if k not in shapes]
         extra = [k for k in shapes if k not in expected and k not in counters]
