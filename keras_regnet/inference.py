@@ -103,6 +103,11 @@ class _Emitter:
         if kind == "ZeroPadding2D" and layer.data_format == "channels_last":
             (top, bottom), (left, right) = layer.padding
             return tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+        if kind == "MaxPooling2D" and layer.data_format == "channels_last":
+            if tuple(layer.pool_size) == (1, 1) and layer.padding == "valid":
+                sh, sw = layer.strides
+                return x[:, ::sh, ::sw, :]  # a 1x1 "pool" only subsamples
+            return tf.nn.max_pool2d(x, layer.pool_size, layer.strides, layer.padding.upper())
         if kind == "Rescaling":
             scale, offset = layer.scale, layer.offset
             if not all(isinstance(v, (int, float, list, tuple, np.ndarray)) for v in (scale, offset)):
