@@ -248,3 +248,20 @@ def test_end_to_end_tiny_sweep_on_embedded_digits(tmp_path, capsys, monkeypatch)
     png = tmp_path / "edf.png"
     assert cli.main(["edf", str(tmp_path / "AnyNetXA.jsonl"), str(tmp_path / "RegNetX.jsonl"), "--out", str(png)]) == 0
     assert _png(png).shape == (375, 500, 3)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_one_file(tmp_path, capsys):
+    """`--workers 2`: two spawned processes train the samples of one sweep, each sample once."""
+    regime = Regime(flops=(1e6, 4e6), resolution=32, classes=10)
+    seed = _shallow_seed("RegNetX", regime, max_blocks=8, n=3)
+    out = tmp_path / "r.jsonl"
+    args = ["sweep", "--space", "RegNetX", "--samples", "3", "--epochs", "1", "--batch-size", "64", "--lr", "0.2",
+            "--flops", "1,4", "--seed", str(seed), "--out", str(out), "--no-progress", "--workers", "2"]
+    assert cli.main(args) == 0
+    assert "2 worker processes" in capsys.readouterr().out
+    recs = results.read_results(out).records
+    assert sorted(r["index"] for r in recs) == [0, 1, 2]  # each sample trained once
+    assert len({r["model_seed"] for r in recs}) == 3 and not os.path.exists(str(out) + ".claims")
+    expected = get_space("RegNetX", stem="cifar").sample(3, seed=seed, regime=regime)
+    assert [r["spec"] for r in sorted(recs, key=lambda r: r["index"])] == expected
