@@ -114,10 +114,17 @@ class Builder:
     # -------------------------------------------------------------------------------------------- network parts
 
     def preprocessing(self, x, scale, offset):
-        """Rescale RGB [0, 255] with per-channel ``scale`` and ``offset`` (lists), on the channel axis."""
-        if self.axis == 1 and isinstance(scale, (list, tuple)):
-            scale = [[[s]] for s in scale]
-            offset = [[[o]] for o in offset]
+        """Rescale RGB [0, 255] with per-channel ``scale`` and ``offset`` (lists), on the channel axis.
+
+        Per-channel constants are stored with rank 3, shaped (C, 1, 1) or (1, 1, C), so they broadcast on the
+        channel axis of the format the model was built in: Keras's Rescaling reshapes a lower-rank scale by the
+        *global* data format at call time, which would break a model called while the other format is set.
+        """
+        if isinstance(scale, (list, tuple)):
+            if self.axis == 1:
+                scale, offset = [[[s]] for s in scale], [[[o]] for o in offset]
+            else:
+                scale, offset = [[list(scale)]], [[list(offset)]]
         return self._apply(keras.layers.Rescaling(scale=scale, offset=offset, name="preprocessing"), x, "rescale")
 
     def stem(self, x, width, kind="imagenet"):

@@ -37,24 +37,52 @@ def normalization_constants(channels: int):
     return (1.0 / (255.0 * std)).tolist(), (-mean / std).tolist()
 
 
-def preprocess_input(x, data_format=None):
-    """Map RGB pixels in [0, 255] to the normalised input of a model built with ``include_preprocessing=False``.
+_DATA_FORMATS = ("channels_last", "channels_first")
 
-    Models built with ``include_preprocessing=True`` (the default) normalise internally: for them this function is
-    the identity, exactly like ``keras.applications.efficientnet.preprocess_input``. Use
-    :func:`normalize_imagenet` when you build without preprocessing.
+
+def _data_format(data_format):
+    """``data_format`` checked, or Keras's global image data format when None (keras.applications' convention)."""
+    if data_format is None:
+        import keras
+
+        return keras.config.image_data_format()
+    if data_format not in _DATA_FORMATS:
+        raise ValueError(
+            f"data_format must be 'channels_last', 'channels_first' or None (Keras's image data format), "
+            f"got {data_format!r}."
+        )
+    return data_format
+
+
+def preprocess_input(x, data_format=None):
+    """Map RGB pixels in [0, 255] to the input of a model built with ``include_preprocessing=True`` (the default).
+
+    Those models normalise internally, so this function is the identity in either data format, exactly like
+    ``keras.applications.efficientnet.preprocess_input``; ``data_format`` (``None``, ``"channels_last"`` or
+    ``"channels_first"``) is checked and otherwise unused. Use :func:`normalize_imagenet` when you build with
+    ``include_preprocessing=False``.
     """
-    if data_format not in (None, "channels_last"):
-        raise ValueError(f"keras_regnet models are channels_last only; got data_format={data_format!r}.")
+    if data_format is not None:
+        _data_format(data_format)
     return x
 
 
-def normalize_imagenet(x):
-    """RGB in [0, 255] -> (x / 255 - mean) / std, channels last; NumPy arrays or tensors."""
-    channels = x.shape[-1]
-    scale, offset = normalization_constants(int(channels))
+def normalize_imagenet(x, data_format=None):
+    """RGB in [0, 255] -> (x / 255 - mean) / std on the channel axis; NumPy arrays or tensors, one image or a batch.
+
+    ``data_format``: ``"channels_last"`` (channels on the last axis), ``"channels_first"`` (channels before height
+    and width), or ``None``: Keras's image data format (``keras.config.image_data_format()``).
+    """
+    channels_first = _data_format(data_format) == "channels_first"
+    if len(x.shape) not in (3, 4):
+        raise ValueError(f"expected an image or a batch of images (rank 3 or 4), got shape {tuple(x.shape)}.")
+    channels = int(x.shape[-3] if channels_first else x.shape[-1])
+    scale, offset = normalization_constants(channels)
+    shape = (channels, 1, 1) if channels_first else (channels,)
+    scale = np.asarray(scale, "float32").reshape(shape)
+    offset = np.asarray(offset, "float32").reshape(shape)
     if isinstance(x, np.ndarray):
-        return (x.astype("float32") * np.asarray(scale, "float32") + np.asarray(offset, "float32")).astype("float32")
+        return (x.astype("float32") * scale + offset).astype("float32")
     import keras
 
     return keras.ops.add(keras.ops.multiply(keras.ops.cast(x, "float32"), scale), offset)
