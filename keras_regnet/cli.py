@@ -31,7 +31,7 @@ COMMANDS = {
 }
 
 # Sub-commands that never touch Keras/TensorFlow: no TensorFlow start-up for them.
-_NO_TENSORFLOW = {"models", "fit", "edf"}
+_NO_TENSORFLOW = {"models", "fit", "edf", "cache"}
 
 # Top-level module of an optional package -> the extra that installs it (a ModuleNotFoundError for one of these
 # is an incomplete install, reported in one line).
