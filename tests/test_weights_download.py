@@ -584,3 +584,26 @@ def test_expected_shapes_match_timm_files_in_both_formats(kind):
     pycls = {k: v.shape for k, v in timm_to_pycls(path).items() if not k.endswith("num_batches_tracked")}
     assert validate.expected_shapes(tiny_params(spec), classes=spec["classes"], fmt="pycls") == pycls
     assert validate.validate_safetensors(path, validate.expected_shapes(tiny_params(spec), classes=spec["classes"])) == len(load_file(path))
+
+
+def test_cache_command_needs_no_tensorflow(tmp_path):
+    """``keras-regnet cache verify`` re-validates a cached download without importing Keras or TensorFlow."""
+    code = f"""
+import json, os, shutil, sys
+from keras_regnet import cli, specs
+from keras_regnet.weights import download, registry
+registry.REGISTRY["RegNetX-200MF"][0]["classes"] = 10
+specs.MODEL_PARAMS["RegNetX-200MF"] = specs.RegNetParams(**{{k: v for k, v in {fixture("x")[1]!r}.items() if k != "classes"}})
+folder = os.path.join(os.environ["HF_HUB_CACHE"], "models--timm--regnetx_002.pycls_in1k", "snapshots", "a" * 40)
+os.makedirs(folder)
+shutil.copy({fixture("x")[2]!r}, os.path.join(folder, "model.safetensors"))
+os.makedirs(os.path.join(os.environ["HF_HUB_CACHE"], "models--timm--regnetx_002.pycls_in1k", "refs"))
+open(os.path.join(os.environ["HF_HUB_CACHE"], "models--timm--regnetx_002.pycls_in1k", "refs", "main"), "w").write("a" * 40)
+rc = cli.main(["cache", "verify", "RegNetX-200MF"])
+print(json.dumps([rc, sorted(m for m in ("tensorflow", "keras", "jax", "torch") if m in sys.modules)]))
+"""
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"), HF_HUB_CACHE=str(tmp_path / "hf"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "not pinned RegNetX-200MF:pycls_in1k" in out.stdout  # validated (tensors of the patched architecture)
+    assert json.loads(out.stdout.splitlines()[-1]) == [0, []]

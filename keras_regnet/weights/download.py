@@ -202,7 +202,7 @@ def _mismatch(path, key, digest, published, pinned, repair_target):
     return WeightsIntegrityError(
         f"sha256 of {path!r} is {digest}, but {' and '.join(parts)} for {key}"
         + (f" ({hint})" if hint else "")
-        + ". The file was changed (in the cache or upstream) and has been removed from the cache. Retry to "
+        + ". The file was altered (in the cache, in transit, or upstream) and has been removed from the cache. Retry to "
         f"download it again; if the upstream file legitimately changed, run '{REPAIR}{target}' (drops its pin) "
         "and retry ('keras-regnet cache verify' re-checks every cached file)."
     )
