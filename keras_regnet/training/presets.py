@@ -222,7 +222,7 @@ def resolve_defaults(config: TrainConfig, info, replicas: int = 1):
     choose("lr_per_epoch", not short and bool(recipe_value(config, "lr_per_epoch")),
            f"--epochs {config.epochs} < 10: updated every step" if short else "recipe: once per epoch")
     if small:
-        choose("min_crop_area", max(0.75, recipe_value(config, "min_crop_area")), f"data set: small images")
+        choose("min_crop_area", max(0.75, recipe_value(config, "min_crop_area")), "data set: small images")
         choose("lighting_std", 0.0, "data set: small images")
         choose("eval_crop_pct", 1.0, "data set: small images, evaluated whole")
     else:
