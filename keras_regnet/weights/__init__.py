@@ -18,6 +18,8 @@ import warnings
 from keras_regnet.weights.download import (
     WeightsDownloadError,
     WeightsIntegrityError,
+    WeightsStoreError,
+    WeightsValidationError,
     cache_root,
     fetch,
     sha256_of,
@@ -31,6 +33,8 @@ __all__ = [
     "REGISTRY",
     "WeightsDownloadError",
     "WeightsIntegrityError",
+    "WeightsValidationError",
+    "WeightsStoreError",
     "WeightsMismatchError",
     "atomic_save_weights",
     "converted_path",
