@@ -30,20 +30,62 @@ METHODS = ("gradcam", "gradcam++", "layercam", "scorecam", "saliency")
 _CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
 
 
+def _own_regnet(model):
+    """``model`` if it is a keras_regnet model (its stages and padding are recorded), else None."""
+    from keras_regnet.models import find_regnet
+
+    regnet = find_regnet(model)
+    return regnet if regnet is model else None
+
+
+def _feature_map_layers(model):
+    """Names of ``model``'s layers with a 4D (feature map) output, in network order."""
+    out = []
+    for layer in model.layers:
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        if len(shape) == 4 and not isinstance(layer, keras.layers.InputLayer):
+            out.append(layer.name)
+    return out
+
+
 def explanation_layer(model) -> str:
-    """Name of the layer Grad-CAM uses by default: the output of the model's last stage."""
-    return list(stage_outputs(model).values())[-1]
+    """Name of the layer Grad-CAM uses by default: the output of the model's last stage (for a model built on a
+    RegNet's layers but not a keras_regnet model itself: its last layer with a 4D output)."""
+    if _own_regnet(model) is not None:
+        return list(stage_outputs(model).values())[-1]
+    candidates = _feature_map_layers(model)
+    if not candidates:
+        raise ValueError(f"model {model.name!r} has no layer with a 4D feature map output to compute a CAM on.")
+    return candidates[-1]
 
 
-def _scoring_model(model, layer_names, linear):
+def _logits_layer(model):
+    """The classifier's linear layer (its output is the logits), from the roles recorded while building."""
+    from keras_regnet.models import find_regnet
+
+    regnet = find_regnet(model)
+    if regnet is model:
+        for name, role in regnet.layer_roles.items():
+            if role.stage == "head" and role.role == "fc":
+                return model.get_layer(name)
+    # a user's model around a RegNet backbone: the head replace_head builds keeps the head_fc layout
+    names = {layer.name for layer in model.layers}
+    return model.get_layer("head_fc") if "head_fc" in names else None
+
+
+def _scoring_model(model, linear):
     """A model sharing ``model``'s layers whose output is the logits (``linear``) or the model's own output.
 
     Built on ``model.inputs`` (a list) because tf-keras-vis calls models with a list of inputs.
     """
     if not linear:
         return keras.Model(model.inputs, model.outputs, name=f"{model.name}_scoring")
-    if "head_fc" in layer_names:
-        return keras.Model(model.inputs, model.get_layer("head_fc").output, name=f"{model.name}_logits")
+    fc = _logits_layer(model)
+    if fc is not None:
+        return keras.Model(model.inputs, fc.output, name=f"{model.name}_logits")
     return None  # no linear head to tap: tf-keras-vis's ReplaceToLinear on a clone
 
 
@@ -150,7 +192,7 @@ def explain(model, images, method="gradcam", class_index=None, layer=None, **kwa
         if layer not in layer_names:
             raise ValueError(
                 f"model {model.name!r} has no layer {layer!r}; its stage outputs are "
-                f"{', '.join(stage_outputs(model).values())} (model.summary() lists every layer)."
+                f"{', '.join(_stage_layers(model))} (model.summary() lists every layer)."
             )
         if len(model.get_layer(layer).output.shape) != 4:
             raise ValueError(
@@ -163,7 +205,7 @@ def explain(model, images, method="gradcam", class_index=None, layer=None, **kwa
 
     cls = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "layercam": Layercam, "scorecam": Scorecam,
            "saliency": Saliency}[method]
-    scoring = _scoring_model(model, layer_names, linear=method != "scorecam")
+    scoring = _scoring_model(model, linear=method != "scorecam")
     if scoring is None:
         visualizer = cls(model, model_modifier=ReplaceToLinear(), clone=True)
     else:
@@ -178,8 +220,18 @@ def explain(model, images, method="gradcam", class_index=None, layer=None, **kwa
         maps = visualizer(score, [batch], **kwargs)
     maps = np.asarray(maps[0] if isinstance(maps, list) else maps, dtype="float32")
     if method in _CAM_METHODS:
-        maps = _upsample_cam(maps, batch.shape[1:3], *_cell_geometry(model, layer))
+        geometry = _cell_geometry(model, layer)
+        if geometry is None:
+            maps = _upsample(maps, batch.shape[1:3])
+        else:
+            maps = _upsample_cam(maps, batch.shape[1:3], *geometry)
     return maps[0] if single else maps
+
+
+def _stage_layers(model):
+    if _own_regnet(model) is not None:
+        return list(stage_outputs(model).values())
+    return _feature_map_layers(model)[-5:]
 
 
 def _cell_geometry(model, layer):
@@ -191,9 +243,11 @@ def _cell_geometry(model, layer):
     """
     from keras_regnet.features import layer_stride
 
+    regnet = _own_regnet(model)
+    if regnet is None:
+        return None  # geometry not recorded: pixel-centre aligned resize
     stride = layer_stride(model, layer)
-    names = {x.name for x in model.layers}
-    symmetric = "stem_pad" in names or "s1_b1_pad_b" in names
+    symmetric = regnet.build_options.get("padding", "symmetric") == "symmetric"
     return stride, 0.0 if symmetric else (stride - 1) / 2
 
 
