@@ -1,0 +1,70 @@
+"""The benchmark scripts run and print well-formed results (never timed assertions: the machine is shared)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args, env_extra=None, timeout=900):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env_extra or {}))
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _check_spread(entry):
+    assert 0 < entry["min"] <= entry["median"] <= entry["max"]
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_quick_runs_on_the_installed_backend(tmp_path):
+    backend = "jax" if importlib.util.find_spec("jax") else "tensorflow"
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip("neither jax nor tensorflow is installed")
+    out = tmp_path / "gpu.json"
+    r = _run(["benchmarks/gpu.py", "--quick", "--json", str(out)], {"KERAS_BACKEND": backend})
+    assert r.returncode == 0, r.stderr[-3000:]
+    text = r.stdout
+    assert "device:" in text and "model" in text and "train img/s" in text
+    for label in ("RegNetX-200MF", "RegNetY-200MF", "EfficientNet-B0"):
+        assert any(line.startswith(label) for line in text.splitlines()), text
+    assert "ratios vs EfficientNet-B0" in text
+    data = json.loads(out.read_text())
+    assert data["versions"]["backend"] == backend
+    assert [r["model"] for r in data["results"]] == ["RegNetX-200MF", "RegNetY-200MF", "EfficientNet-B0"]
+    for res in data["results"]:
+        _check_spread(res["train_img_s"])
+        _check_spread(res["infer_img_s"])
+    if data["gpu"] is None:
+        assert "no GPU" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs tensorflow")
+def test_inference_benchmark_quick_prints_machine_versions_spread_and_ratios(tmp_path):
+    out = tmp_path / "inf.json"
+    r = _run(["benchmarks/inference.py", "--quick", "--models", "ours,ours-keras", "--json", str(out)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    text = r.stdout
+    for needle in ("machine:", "versions:", "tensorflow", "load average", "threads ours: TF intra-op 2",
+                   "threads ours-keras: TF intra-op 2", "ratios (medians, this run)"):
+        assert needle in text, (needle, text)
+    data = json.loads(out.read_text())
+    assert data["machine"]["cores"] == os.cpu_count()
+    assert set(data["models"]) == {"ours", "ours-keras"}
+    for label, entry in data["models"].items():
+        _check_spread(entry["throughput_img_s"])
+        assert entry["latency_ms"]["q1"] <= entry["latency_ms"]["median"] <= entry["latency_ms"]["q3"]
+    assert "train_step_s" in data["models"]["ours-keras"]  # the plain Keras model trains; the inference mode not
+    assert "train_step_s" not in data["models"]["ours"]
+
+
+def test_inference_benchmark_rejects_unknown_model_labels():
+    r = _run(["benchmarks/inference.py", "--models", "ours,resnet"], timeout=120)
+    assert r.returncode != 0
+    assert "unknown model label" in r.stderr and "resnet" in r.stderr
