@@ -5,8 +5,8 @@
    fraction of candidates the regime keeps. Repeated (--repeats) and reported as median and range.
 2. Proxy training per model on the embedded digits (the `keras-regnet compare` demo setting: 3 epochs, batch 32):
    the same sampled RegNetX and AnyNetXA specs trained, in interleaved rounds, by the previous training loop
-   (``legacy_train_proxy`` below: a traced eval step, a host sync per batch, session never cleared) and by the
-   current ``train_proxy``. Median seconds per model and the ratio.
+   (``legacy_train_proxy`` below: evaluation through a second traced graph) and by the current ``train_proxy``
+   (eager evaluation, no AutoGraph conversion). Median seconds per model and the ratio.
 3. Sweep throughput: models/hour of a whole `run_sweep` (wall clock, process start-up and data loading included)
    with 1 process and with ``--workers 2``, interleaved rounds.
 4. Optional (--keras-peer): the same specs with Keras's own grouped ``Conv2D`` (XLA-compiled on TensorFlow).
@@ -64,7 +64,7 @@ def bench_sampler(n, repeats):
 
 
 def legacy_train_proxy(spec, data, *, epochs, lr, weight_decay=5e-5, momentum=0.9, seed=0, build_fn=None):
-    """The previous per-model loop (for comparison): traced eval step, float() per batch, no clear_session."""
+    """The previous per-model loop (for comparison): evaluation through a traced ``tf.function``."""
     import keras
     import tensorflow as tf
 
@@ -143,7 +143,7 @@ def bench_training(models, epochs, rounds, keras_peer):
     print(f"\n## Per model on embedded digits ({data.num_train} images at 32 px, {epochs} epochs, batch 32; "
           f"{rounds} interleaved rounds, median [min-max] s)\n")
     cols = ["legacy loop", "train_proxy"] + (["Keras Conv2D"] if keras_peer else [])
-    print(f"{'model':<10}{'blocks':>7}{'MF':>6}" + "".join(f"{c:>22}" for c in cols) + f"{'ratio':>8}")
+    print(f"{'model':<10}{'blocks':>7}{'MF':>6}" + "".join(f"{c:>27}" for c in cols) + f"{'ratio':>8}")
     per = {c: [] for c in cols}
     for name, spec in specs:
         t = {c: [] for c in cols}
@@ -161,7 +161,7 @@ def bench_training(models, epochs, rounds, keras_peer):
         blocks = spec["depth"] if spec["type"] == "regnet" else sum(spec["depths"])
         mf = DEMO.measure(spec)["flops"] / 1e6
         ratio = statistics.median(t["legacy loop"]) / statistics.median(t["train_proxy"])
-        print(f"{name:<10}{blocks:>7}{mf:>6.1f}" + "".join(f"{_spread(t[c]):>22}" for c in cols) + f"{ratio:>7.2f}x",
+        print(f"{name:<10}{blocks:>7}{mf:>6.1f}" + "".join(f"{_spread(t[c]):>27}" for c in cols) + f"{ratio:>7.2f}x",
               flush=True)
         for c in cols:
             per[c].append(statistics.median(t[c]))

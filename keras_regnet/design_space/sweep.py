@@ -241,7 +241,6 @@ def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, m
     from keras_regnet.training.schedules import WarmupCosine
 
     start = time.perf_counter()
-    keras.backend.clear_session()  # earlier proxy models' graphs and layer names are not needed any more
     keras.utils.set_random_seed(seed)
     model = (build_fn or build_model)(
         spec, input_shape=(data.image_size, data.image_size, 3), classes=data.num_classes,
@@ -277,16 +276,12 @@ def train_proxy(spec: dict, data: ProxyData, *, epochs, lr, weight_decay=5e-5, m
     train_loss = train_wrong = seen = 0
     for epoch in range(epochs):
         train_loss = train_wrong = seen = 0
-        # Sums stay on the device during the epoch: one host sync per epoch instead of one per batch.
-        loss_sum, wrong_sum, n_sum = 0.0, 0, 0
         for x, y in data.train(seed * 1000 + epoch):
             check_stop()
             loss, wrong = train_step(x, y)
-            b = int(x.shape[0])
-            loss_sum += loss * b
-            wrong_sum += wrong
-            n_sum += b
-        train_loss, train_wrong, seen = float(loss_sum), int(wrong_sum), n_sum
+            train_loss += float(loss) * int(x.shape[0])
+            train_wrong += int(wrong)
+            seen += int(x.shape[0])
         if not math.isfinite(train_loss):
             break  # diverged: the error below is that of a broken model, recorded as such
     train_time = time.perf_counter() - start
