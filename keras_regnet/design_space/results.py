@@ -1,6 +1,6 @@
 """The sweep results file: one JSON object per line, appended atomically, read back tolerating crash damage.
 
-Each append writes one complete line under an exclusive ``flock`` and then ``fsync``s, so concurrent workers can
+Each append writes one complete line under an exclusive file lock (``filelock``) and then ``fsync``s, so concurrent workers can
 share a file and a kill leaves at most one partial last line; a short write (a full disk) is undone and raised,
 never reported as success. Readers keep every good line and report the damaged ones; :func:`repair_results`
 moves damaged lines to ``<file>.damaged`` (nothing is thrown away) and atomically rewrites the file with the
