@@ -143,6 +143,7 @@ def main(argv=None):
     parser.add_argument("--precision", default=None,
                         choices=("mixed_float16", "mixed_bfloat16", "float32"),
                         help="Keras dtype policy (default mixed_float16; float32 with --quick, as CPUs emulate float16)")
+    parser.add_argument("--models", help="comma-separated subset of the model labels (default: all of the set)")
     parser.add_argument("--no-train", dest="train", action="store_false", help="inference only")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run for CPU: small stand-in models at 32 px, batch 2, 2 steps, 1 warm-up, float32")
@@ -154,6 +155,12 @@ def main(argv=None):
     models = FULL
     if args.quick:
         models, args.batch, args.steps, args.warmup = QUICK, 2, 2, 1
+    if args.models:
+        wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in models]
+        if unknown:
+            parser.error(f"unknown model(s) {unknown}; choose from {', '.join(models)}")
+        models = {m: models[m] for m in wanted}
     args.precision = args.precision or ("float32" if args.quick else "mixed_float16")
 
     import keras

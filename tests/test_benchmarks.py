@@ -27,16 +27,19 @@ def test_gpu_benchmark_quick_runs_on_the_installed_backend(tmp_path):
     if importlib.util.find_spec(backend) is None:
         pytest.skip("neither jax nor tensorflow is installed")
     out = tmp_path / "gpu.json"
-    r = _run(["benchmarks/gpu.py", "--quick", "--json", str(out)], {"KERAS_BACKEND": backend})
+    # Two of the three stand-ins (an SE RegNet and the EfficientNet the ratio is taken against): XLA compiles
+    # every training step on CPU under jax, which takes minutes per model on 2 cores.
+    r = _run(["benchmarks/gpu.py", "--quick", "--models", "RegNetY-200MF,EfficientNet-B0", "--json", str(out)],
+             {"KERAS_BACKEND": backend}, timeout=2400)
     assert r.returncode == 0, r.stderr[-3000:]
     text = r.stdout
     assert "device:" in text and "model" in text and "train img/s" in text
-    for label in ("RegNetX-200MF", "RegNetY-200MF", "EfficientNet-B0"):
+    for label in ("RegNetY-200MF", "EfficientNet-B0"):
         assert any(line.startswith(label) for line in text.splitlines()), text
     assert "ratios vs EfficientNet-B0" in text
     data = json.loads(out.read_text())
     assert data["versions"]["backend"] == backend
-    assert [r["model"] for r in data["results"]] == ["RegNetX-200MF", "RegNetY-200MF", "EfficientNet-B0"]
+    assert [r["model"] for r in data["results"]] == ["RegNetY-200MF", "EfficientNet-B0"]
     for res in data["results"]:
         _check_spread(res["train_img_s"])
         _check_spread(res["infer_img_s"])
