@@ -173,7 +173,7 @@ def test_rest_bodies_of_the_readme(exported, trained):
 def test_saved_model_cli_show_and_run(exported, trained, tmp_path):
     path = exported[1]["path"]
     show = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", path,
-                           "--all"], capture_output=True, text=True, timeout=120)
+                           "--all"], capture_output=True, text=True, timeout=600)
     assert show.returncode == 0, show.stderr[-2000:]
     for text in ("signature_def['serving_default']", "signature_def['serving_bytes']", "images", "image_bytes",
                  "probabilities", "top_k_classes", "DT_STRING", "(-1, -1, -1, 3)"):
@@ -183,7 +183,7 @@ def test_saved_model_cli_show_and_run(exported, trained, tmp_path):
     run = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "run", "--dir", path,
                           "--tag_set", "serve", "--signature_def", "serving_default",
                           "--inputs", f"images={tmp_path / 'x.npy'}", "--outdir", str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "out" / "probabilities.npy"), trained.predict(x, verbose=0),
                                atol=1e-5)
@@ -237,7 +237,8 @@ def test_tflite_variants_parity_from_disk(exported, trained, digits):
         assert r["top1_agreement"] >= 0.9 and set(r["latency_ms"]) == {"1", "2", "4"}
         assert r["logit_rel_error"] <= 0.35 and r["decisive_agreement"] >= 0.9
         deleg = r["delegation"]  # XNNPACK coverage: every op inside a partition or counted outside
-        assert deleg["ops"] == len(details) and deleg["delegated"] + sum(deleg["outside"].values()) == deleg["ops"]
+        n_ops = sum(d["op_name"] != "DELEGATE" for d in details)  # allocated: XNNPACK partitions are extra nodes
+        assert deleg["ops"] == n_ops and deleg["delegated"] + sum(deleg["outside"].values()) == deleg["ops"]
         assert all(ms > 0 for ms in r["latency_ms"].values())
         sizes[variant] = os.path.getsize(path)
         assert sizes[variant] == r["bytes"]
@@ -355,6 +356,7 @@ def test_next_version_never_overwrites(tmp_path):
     assert sorted(os.listdir(tmp_path / "m")) == ["1", "2"]  # nothing half-written
 
     os.makedirs(tmp_path / "foreign" / "1")
+    (tmp_path / "foreign" / "1" / "saved_model.pb").write_bytes(b"another tool's model")
     with pytest.raises(ExportError, match="not exported by keras-regnet"):
         _quick(model, tmp_path, "foreign")
 
