@@ -104,3 +104,35 @@ def test_checkpoints_reload_compiled_in_a_fresh_process_with_class_names(tmp_pat
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     for path in paths:
         assert got[path] == ["DecaySGD", "WarmupCosine", [str(i) for i in range(10)], 32, 1.0], got
+
+
+def test_validation_guard_stops_on_non_finite_or_exploded_loss_only():
+    """The issue's run (--batch-size 5000 --steps-per-epoch 2, lr 3.9) now ends with val_loss 3.6e27 and chance
+    accuracy: stopped as diverged. Finite, ordinary losses pass."""
+    from keras_regnet.training.callbacks import TerminateOnNaN, Validation
+
+    class Stub:
+        stop_training = False
+
+        def __init__(self, results):
+            self.results = results
+
+        def evaluate(self, *args, **kwargs):
+            return dict(self.results)
+
+    for results, stopped in (({"loss": 0.4, "accuracy": 0.9}, None), ({"loss": 15.0, "accuracy": 0.1}, None),
+                             ({"loss": 3.56e27, "accuracy": 0.1}, "loss became 3.56e+27 (exploded)"),
+                             ({"loss": float("nan"), "accuracy": 0.1}, "loss became nan"),
+                             ({"loss": 0.5, "accuracy": float("inf")}, "accuracy became inf")):
+        guard = TerminateOnNaN()
+        model = Stub(results)
+        guard.set_model(model)
+        validation = Validation(dataset=None, guard=guard)
+        validation.set_model(model)
+        logs = {}
+        validation.on_epoch_end(0, logs)
+        assert logs["val_accuracy"] == results["accuracy"] or results["accuracy"] == float("inf")
+        if stopped is None:
+            assert guard.message is None and not model.stop_training
+        else:
+            assert stopped in guard.message and model.stop_training and "epoch 1" in guard.message

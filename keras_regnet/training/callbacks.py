@@ -20,6 +20,11 @@ __all__ = [
 ]
 
 
+# A validation cross-entropy above this is numerical breakdown, not a bad model (the clipped cross-entropy of a
+# softmax is at most -log(1e-7) = 16.1 per image): the run is stopped as diverged.
+EXPLODED_LOSS = 1e6
+
+
 def _current_lr(optimizer):
     lr = optimizer.learning_rate  # schedules are evaluated at the optimizer's step by the property
     return float(keras.ops.convert_to_numpy(lr))
@@ -211,6 +216,9 @@ class Validation(keras.callbacks.Callback):
         if logs is not None:
             logs.update(results)
         bad = {k: v for k, v in results.items() if not math.isfinite(v)}
+        loss = results.get("val_loss")
+        if not bad and loss is not None and loss > EXPLODED_LOSS:
+            bad = {"val_loss": f"{loss:.3g} (exploded)"}
         if bad:
             self.guard.stop(
                 f"training stopped: the validation {', '.join(f'{k[4:]} became {v}' for k, v in bad.items())} at "
