@@ -35,19 +35,32 @@ def _register_keras_objects():
 
 
 class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
-    """Registers our objects right after ``keras`` itself is imported, when that happens after ``keras_regnet``."""
+    """Registers our objects right after ``keras`` itself is imported, when that happens after ``keras_regnet``.
+
+    TensorFlow looks ``keras`` up (``find_spec``) before importing it, so the hook stays in place until Keras is
+    really executed, and finds the spec through the other finders (never through itself).
+    """
 
     def find_spec(self, fullname, path, target=None):
         if fullname != "keras":
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("keras")
-        if spec is None or spec.loader is None:
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         loader_exec = spec.loader.exec_module
+        hook = self
 
         def exec_module(module):
             loader_exec(module)
+            if hook in sys.meta_path:
+                sys.meta_path.remove(hook)
             _register_keras_objects()
 
         spec.loader.exec_module = exec_module

@@ -135,18 +135,28 @@ def test_keras_round_trip_in_a_fresh_process_keeps_spec_features_and_pretrained_
     assert got["diff"] < 1e-6
 
 
-@pytest.mark.parametrize("order", ["keras_regnet first", "keras first"])
-def test_keras_files_load_after_import_keras_regnet_in_either_order(tmp_path, order):
+_IMPORTS = {
+    "keras_regnet first": "import keras_regnet, keras",
+    "keras first": "import keras, keras_regnet",
+    # TensorFlow looks keras up before importing it (the CLI imports TensorFlow first): registration must survive.
+    "keras_regnet, then tensorflow": "import keras_regnet, tensorflow, keras",
+}
+
+
+@pytest.mark.parametrize("order", list(_IMPORTS))
+def test_keras_files_load_after_import_keras_regnet_in_any_order(tmp_path, order):
+    from keras_regnet.training.optim import DecaySGD
+
     model = keras_regnet.AnyNet(**TINY, input_shape=(32, 32, 3), classes=2)
+    model.compile(DecaySGD(0.1), "sparse_categorical_crossentropy")  # the trainer's optimizer is restored too
     path = tmp_path / "m.keras"
     model.save(path)
-    imports = "import keras_regnet, keras" if order == "keras_regnet first" else "import keras, keras_regnet"
     out = _run(f"""
-        {imports}
+        {_IMPORTS[order]}
         m = keras.saving.load_model({str(path)!r})
-        print(type(m).__name__, m.feature_info['s4'].channels)
+        print(type(m).__name__, type(m.optimizer).__name__, m.feature_info['s4'].channels)
     """)
-    assert out.split()[-2:] == ["RegNetModel", "32"]
+    assert out.split()[-3:] == ["RegNetModel", "DecaySGD", "32"]
 
 
 def test_import_keras_regnet_loads_neither_keras_nor_tensorflow():
