@@ -63,13 +63,18 @@ class Builder:
 
     ``padding``: ``"symmetric"`` pads stride-2 3x3 convs by 1 pixel on every side (PyTorch; the default) or
     ``"same"`` (TF's asymmetric padding: Keras 2's ``tf_keras.applications.RegNet*`` architecture).
+    ``data_format``: the image data format of every layer it creates (default: Keras's global setting); pass a
+    model's own format when adding layers to it (a new head) after the global setting may have changed.
     """
 
-    def __init__(self, padding="symmetric"):
+    def __init__(self, padding="symmetric", data_format=None):
         if padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
+        if data_format not in (None, "channels_last", "channels_first"):
+            raise ValueError(f"data_format must be 'channels_last', 'channels_first' or None, got {data_format!r}.")
         self.padding = padding
-        self.axis = channel_axis()
+        self.data_format = data_format or keras.config.image_data_format()
+        self.axis = 1 if self.data_format == "channels_first" else -1
         self.roles = {}  # layer name -> LayerRole, in creation order
         self.stages = {}  # stage name -> FeatureInfo of its output
         self.stage_tensors = {}  # stage name -> its output tensor
@@ -97,18 +102,20 @@ class Builder:
         padding = "same"
         if stride > 1 and self.padding == "symmetric":
             pad_role = "pad" if role == "conv" else "pad_b"
-            x = self._apply(keras.layers.ZeroPadding2D(1, name=name.replace("conv", "pad")), x, pad_role)
+            pad = keras.layers.ZeroPadding2D(1, data_format=self.data_format, name=name.replace("conv", "pad"))
+            x = self._apply(pad, x, pad_role)
             padding = "valid"
         conv_cls = GroupConv2D if grouped else keras.layers.Conv2D
         kwargs = {"groups": groups} if grouped else {}
         layer = conv_cls(
             filters, 3, strides=stride, padding=padding, use_bias=False,
-            kernel_initializer=conv_initializer(), name=name, **kwargs,
+            kernel_initializer=conv_initializer(), data_format=self.data_format, name=name, **kwargs,
         )
         return self._apply(layer, x, role, stride=self._where[2] * stride)
 
     def _conv1x1(self, x, filters, name, role, **kwargs):
-        layer = keras.layers.Conv2D(filters, 1, kernel_initializer=conv_initializer(), name=name, **kwargs)
+        layer = keras.layers.Conv2D(filters, 1, kernel_initializer=conv_initializer(), data_format=self.data_format,
+                                    name=name, **kwargs)
         return self._apply(layer, x, role)
 
     # -------------------------------------------------------------------------------------------- network parts
@@ -157,7 +164,8 @@ class Builder:
                 # TF 2.21's oneDNN kernel for the filter gradient of a strided 1x1 conv with fewer than 16 input
                 # channels corrupts memory and aborts the process. Subsampling first (a 1x1 max-pool with the stride)
                 # and then a stride-1 1x1 conv computes exactly the same function and trains safely.
-                pool = keras.layers.MaxPooling2D(1, strides=stride, name=f"{name}_proj_pool")
+                pool = keras.layers.MaxPooling2D(1, strides=stride, data_format=self.data_format,
+                                                 name=f"{name}_proj_pool")
                 shortcut = self._apply(pool, shortcut, "proj_pool")
                 proj_stride = 1
             shortcut = self._conv1x1(shortcut, w_out, f"{name}_proj_conv", "proj_conv", strides=proj_stride,
@@ -173,7 +181,8 @@ class Builder:
         y = self._apply(keras.layers.ReLU(name=f"{name}_relu_b"), y, "relu_b")
         w_se = int(round(w_in * se_ratio))
         if w_se:
-            pool = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")
+            pool = keras.layers.GlobalAveragePooling2D(keepdims=True, data_format=self.data_format,
+                                                       name=f"{name}_se_pool")
             s = self._apply(pool, y, "se_pool")
             s = self._conv1x1(s, w_se, f"{name}_se_reduce", "se_reduce", activation="relu")
             s = self._conv1x1(s, w_b, f"{name}_se_expand", "se_expand", activation="sigmoid")
@@ -201,7 +210,8 @@ class Builder:
     def head(self, x, classes, classifier_activation, dropout=0.0):
         """Classifier: global average pool -> [dropout] -> linear ``head_fc`` -> ``predictions`` (float32)."""
         self._where = ("head", 0, self._where[2])
-        x = self._apply(keras.layers.GlobalAveragePooling2D(name="head_pool"), x, "pool")
+        pool = keras.layers.GlobalAveragePooling2D(data_format=self.data_format, name="head_pool")
+        x = self._apply(pool, x, "pool")
         if dropout:
             x = self._apply(keras.layers.Dropout(dropout, name="head_dropout"), x, "dropout")
         fc = keras.layers.Dense(
@@ -218,5 +228,7 @@ class Builder:
         """Backbone pooling without a classifier: ``"avg"`` or ``"max"`` global pooling."""
         self._where = ("head", 0, self._where[2])
         if pooling == "avg":
-            return self._apply(keras.layers.GlobalAveragePooling2D(name="avg_pool"), x, "avg_pool")
-        return self._apply(keras.layers.GlobalMaxPooling2D(name="max_pool"), x, "max_pool")
+            pool = keras.layers.GlobalAveragePooling2D(data_format=self.data_format, name="avg_pool")
+            return self._apply(pool, x, "avg_pool")
+        pool = keras.layers.GlobalMaxPooling2D(data_format=self.data_format, name="max_pool")
+        return self._apply(pool, x, "max_pool")

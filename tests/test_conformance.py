@@ -313,6 +313,19 @@ def test_dot_keras_file_rebuilds_in_the_format_it_was_saved_in(tmp_path):
     assert loaded.build_options == model.build_options
 
 
+def test_a_new_head_follows_the_models_format_not_the_global_setting():
+    """replace_head on a channels_first model while the global format is channels_last: the new head pools the
+    model's spatial axes (it used to pool channels and height, silently, into a head of the wrong width)."""
+    x = np.random.default_rng(11).uniform(0, 255, (2, 3, 64, 96)).astype("float32")
+    model = _randomize(_build("channels_first", keras_regnet.AnyNet, **TINY_X, input_shape=(3, 64, 96), classes=5))
+    fmap = np.asarray(keras.Model(model.input, model.pyramid_outputs["P5"])(x))
+    keras.config.set_image_data_format("channels_last")
+    new = keras_regnet.replace_head(model, 7, activation=None)
+    kernel, bias = new.get_layer("head_fc").get_weights()
+    assert kernel.shape == (32, 7)
+    np.testing.assert_allclose(np.asarray(new(x)), fmap.mean(axis=(2, 3)) @ kernel + bias, rtol=1e-4, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------ keras.applications conventions
 
 @pytest.mark.parametrize("fmt", FORMATS)
