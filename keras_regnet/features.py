@@ -62,13 +62,14 @@ def feature_info(model) -> dict:
         if key in stages:
             out[key] = stages[key]
         else:
-            channels = int(regnet.get_layer(key).output.shape[_channel_axis()])
+            channels = int(regnet.get_layer(key).output.shape[_channel_axis(regnet)])
             out[key] = FeatureInfo(key, channels, roles[key].stride)
     return out
 
 
-def _channel_axis():
-    return 1 if keras.config.image_data_format() == "channels_first" else -1
+def _channel_axis(regnet):
+    fmt = regnet.build_options.get("data_format") or keras.config.image_data_format()
+    return 1 if fmt == "channels_first" else -1
 
 
 def feature_extractor(model_or_name, stages=None, weights=None, input_shape=None, **kwargs):

@@ -226,6 +226,7 @@ class RegNetModel(keras.Model):
             "head_dropout": float(head_dropout),
             "features": features,
             "arch": arch,
+            "data_format": _data_format(),  # from_config rebuilds in this format, whatever the global setting
         }
         self._set_record(params, options, builder.roles, builder.stages, builder.stage_tensors)
         self.pretrained_cfg = _default_pretrained_cfg(self, weights, info, pretrained_cfg, named, spec)
@@ -315,7 +316,12 @@ class RegNetModel(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        return cls(**config)
+        previous = _data_format()
+        keras.config.set_image_data_format(config.pop("data_format", None) or previous)
+        try:
+            return cls(**config)
+        finally:
+            keras.config.set_image_data_format(previous)
 
     # ------------------------------------------------------------------------------------------ description
 
@@ -453,7 +459,7 @@ def _default_pretrained_cfg(model, weights, info, given, named_spec, spec):
 
         tag_info = get_weights_info(named_spec, specs.split_model_name(spec)[1])
     opts = model.build_options
-    static = _static_size(opts["input_shape"])
+    static = _static_size(opts["input_shape"], opts.get("data_format"))
     cfg = {
         "weights": weights if weights is None else str(weights),
         "arch": opts["arch"],
@@ -476,8 +482,8 @@ def _default_pretrained_cfg(model, weights, info, given, named_spec, spec):
     return cfg
 
 
-def _static_size(input_shape):
-    dims = input_shape[1:] if _data_format() == "channels_first" else input_shape[:2]
+def _static_size(input_shape, data_format=None):
+    dims = input_shape[1:] if (data_format or _data_format()) == "channels_first" else input_shape[:2]
     return dims[0] if dims[0] is not None and dims[0] == dims[1] else None
 
 
@@ -776,7 +782,7 @@ def eval_config(model, size=None, crop_pct=None, interpolation=None):
     fixed = None
     try:
         shape = model.inputs[0].shape[1:]
-        fixed = _static_size(list(shape))
+        fixed = _static_size(list(shape), regnet.build_options.get("data_format") if regnet is not None else None)
     except (AttributeError, IndexError, TypeError):
         pass
     return (

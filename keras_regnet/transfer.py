@@ -147,7 +147,7 @@ def replace_head(model, classes, dropout=0.0, activation="softmax", name=None):
     last = list(stages)[-1]
     if last == "stem":
         raise ValueError(f"model {model.name!r} has no stages after the stem; nothing to put a head on.")
-    builder = Builder(model.build_options["padding"])
+    builder = Builder(model.build_options["padding"], model.build_options.get("data_format"))
     builder._where = ("head", 0, stages[last].stride)
     # Same layers and initialisation as the constructors' head (pycls: normal, std 0.01, zero bias).
     x = builder.head(model._stage_tensors[last], classes, activation, dropout)
