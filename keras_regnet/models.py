@@ -76,6 +76,7 @@ def _check_size(spec):
 
 
 def _check_head(pooling, classes, classifier_activation, head_dropout):
+    """Validate the head arguments (shared by the constructors and ``replace_head``)."""
     if pooling not in _POOLINGS:
         raise ValueError(f"pooling must be one of None, 'avg' or 'max', got {pooling!r}.")
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
@@ -85,7 +86,7 @@ def _check_head(pooling, classes, classifier_activation, head_dropout):
     try:
         keras.activations.get(classifier_activation)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"unknown classifier_activation {classifier_activation!r}: {e}") from None
+        raise ValueError(f"unknown activation {classifier_activation!r} for the classifier: {e}") from None
 
 
 def _registry_options(weights, arch, include_top, classes, padding, normalization):

@@ -128,15 +128,9 @@ def replace_head(model, classes, dropout=0.0, activation="softmax", name=None):
     Returns:
         A new :class:`keras_regnet.RegNetModel` (its config rebuilds it: ``.keras`` files restore it).
     """
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-        raise ValueError(f"classes must be a positive integer, got {classes!r}.")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a rate in [0, 1), got {dropout!r}.")
-    try:
-        keras.activations.get(activation)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"unknown activation {activation!r}: {e}") from None
-    from keras_regnet.models import RegNetModel
+    from keras_regnet.models import RegNetModel, _check_head
+
+    _check_head(None, classes, activation, dropout)
 
     if not isinstance(model, RegNetModel):
         regnet_of(model)  # raises the clear error for non-RegNet models
