@@ -17,7 +17,7 @@ import os
 import keras
 
 from keras_regnet import specs
-from keras_regnet.blocks import Builder, FeatureInfo, LayerRole, bottleneck_width  # noqa: F401  (re-exported)
+from keras_regnet.blocks import Builder, FeatureInfo, LayerRole  # noqa: F401  (FeatureInfo, LayerRole re-exported)
 
 __all__ = [
     "RegNetModel", "AnyNet", "RegNet", "build_model", "get_model", "list_models", "load_model", "eval_config",

@@ -8,7 +8,6 @@ Source: pycls ``configs/dds_baselines`` (generating parameters), ``dev/model_com
 from __future__ import annotations
 
 import dataclasses
-import json
 import numbers
 import re
 
