@@ -86,7 +86,7 @@ def _check_head(pooling, classes, classifier_activation, head_dropout):
     try:
         keras.activations.get(classifier_activation)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"unknown activation {classifier_activation!r} for the classifier: {e}") from None
+        raise ValueError(f"unknown activation {classifier_activation!r} (classifier_activation): {e}") from None
 
 
 def _registry_options(weights, arch, include_top, classes, padding, normalization):
