@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
+
+from inference import cpu_name  # benchmarks/inference.py (stdlib-only at import): one CPU-name reader for both
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -66,17 +67,6 @@ def device_info():
     except Exception as e:  # a broken accelerator stack: say so, measure on CPU
         return None, f"no usable GPU ({type(e).__name__}: {e})"
     return None, "no GPU found: running on CPU, these are NOT GPU numbers"
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def build(builder, size):
