@@ -10,7 +10,6 @@ the same architecture, so ``.keras`` files restore all of it; weights files reco
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -807,12 +806,3 @@ def class_names(model):
         index = imagenet_class_index()
         return [index[i][1] for i in range(1000)]
     return [f"class_{i}" for i in range(n or 0)]
-
-
-def config_summary(model) -> str:
-    """JSON of a model's spec, build options and pretrained_cfg (for logs and export metadata)."""
-    regnet = find_regnet(model)
-    if regnet is None:
-        return "{}"
-    return json.dumps({"spec": regnet.spec.to_dict(), "build_options": regnet.build_options,
-                       "pretrained_cfg": regnet.pretrained_cfg}, sort_keys=True)

@@ -30,15 +30,24 @@ def _mismatch(message):
     return WeightsMismatchError(message)
 
 
+def _architecture(params, padding, normalization, include_preprocessing, arch):
+    """The record compared at load: per-stage spec, padding, normalization (None without built-in preprocessing)."""
+    from keras_regnet import specs
+
+    anynet = params.to_anynet() if isinstance(params, specs.RegNetParams) else params
+    return {
+        "spec": anynet.to_dict(),
+        "padding": padding,
+        "normalization": normalization if include_preprocessing else None,
+        "arch": arch,
+    }
+
+
 def architecture_of(model) -> dict:
     """What a RegNetModel's weights depend on: its per-stage spec, padding and normalization."""
     opts = model.build_options
-    return {
-        "spec": model.anynet.to_dict(),
-        "padding": opts["padding"],
-        "normalization": opts["normalization"] if opts["include_preprocessing"] else None,
-        "arch": opts["arch"],
-    }
+    return _architecture(model.spec, opts["padding"], opts["normalization"], opts["include_preprocessing"],
+                         opts["arch"])
 
 
 def record_architecture(model, filepath):
@@ -59,14 +68,9 @@ def _architecture_from_config(config):
     inner = config.get("config") or {}
     from keras_regnet import specs
 
-    params = specs.params_from_dict(inner["spec"])
-    anynet = params.to_anynet() if isinstance(params, specs.RegNetParams) else params
-    return {
-        "spec": anynet.to_dict(),
-        "padding": inner.get("padding", "symmetric"),
-        "normalization": inner.get("normalization", "imagenet") if inner.get("include_preprocessing", True) else None,
-        "arch": inner.get("arch"),
-    }
+    return _architecture(specs.params_from_dict(inner["spec"]), inner.get("padding", "symmetric"),
+                         inner.get("normalization", "imagenet"), inner.get("include_preprocessing", True),
+                         inner.get("arch"))
 
 
 def _open_weights(path):
