@@ -259,9 +259,12 @@ def test_two_worker_processes_share_one_file(tmp_path, capsys):
     args = ["sweep", "--space", "RegNetX", "--samples", "3", "--epochs", "1", "--batch-size", "64", "--lr", "0.2",
             "--flops", "1,4", "--seed", str(seed), "--out", str(out), "--no-progress", "--workers", "2"]
     assert cli.main(args) == 0
-    assert "2 worker processes" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2 worker processes" in printed
     recs = results.read_results(out).records
     assert sorted(r["index"] for r in recs) == [0, 1, 2]  # each sample trained once
+    for r in recs:  # the parent prints each model the workers finish, as one process does
+        assert re.search(rf"RegNetX #{r['index']} \[.*\]: error {r['error']:.2f}%", printed), printed
     assert len({r["model_seed"] for r in recs}) == 3 and not os.path.exists(str(out) + ".claims")
     expected = get_space("RegNetX", stem="cifar").sample(3, seed=seed, regime=regime)
     assert [r["spec"] for r in sorted(recs, key=lambda r: r["index"])] == expected

@@ -36,8 +36,8 @@ def _quiet_retracing():
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
-def add_sweep_arguments(parser, spaces_positional=False):
-    """Flags shared by ``sweep`` and ``compare``: data, regime and proxy recipe."""
+def add_sweep_arguments(parser, spaces_positional=False, workers=1, workers_note=""):
+    """Flags shared by ``sweep`` and ``compare``: data, regime and proxy recipe (``workers``: the --workers default)."""
     parser.add_argument("--samples", type=int, default=8, help="models to sample and train per design space (default %(default)s)")
     parser.add_argument("--epochs", type=int, default=10, help="proxy training epochs per model (paper: 10; default %(default)s)")
     parser.add_argument("--dataset", default="digits",
@@ -73,9 +73,9 @@ def add_sweep_arguments(parser, spaces_positional=False):
                              "crop + flip otherwise")
     parser.add_argument("--max-tries", type=int, default=50_000,
                         help="consecutive rejected candidates before a regime is declared unreachable (50000)")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=int, default=workers,
                         help="worker processes training models in parallel on this machine, sharing the results "
-                             "file (default %(default)s)")
+                             f"file (default %(default)s{workers_note})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per model instead)")
 
 

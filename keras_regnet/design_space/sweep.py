@@ -479,7 +479,8 @@ def run_sweep(cfg: SweepConfig, out, *, shard=None, progress=True, log=print, da
     mine = [i for i in range(cfg.samples) if i % n == k]
     log(_describe_run(space.name, regime, cfg, data, cfg.flops == "auto"))
     if workers > 1 and any(i not in finished for i in mine):
-        _run_workers(cfg, out, shard, workers, log)
+        _run_workers(cfg, out, shard, workers, log, _WorkerProgress(out, key, samples, mine, finished, cfg, space.name,
+                                                                    regime, progress, log))
     else:
         _train_claimed(cfg, out, data, space, key, samples, mine, finished, regime, progress, log, handle_signals)
     finished = _read_finished(out, key, samples, cfg)
@@ -531,8 +532,7 @@ def _train_claimed(cfg, out, data, space, key, samples, mine, finished, regime, 
                 errors.append(rec["error"])
                 bar.update(1)
                 postfix()
-                line = (f"{space.name} #{i} [{_short_regime(regime)}]: error {rec['error']:.2f}%  "
-                        f"{cx['flops'] / 1e6:.2f} MF  {cx['params'] / 1e6:.3f} M params  {result['train_time_s']:.1f} s")
+                line = _model_line(space.name, regime, rec)
                 bar.write(line) if progress else log(line)
     except SweepInterrupted as e:
         bar.close()
@@ -549,6 +549,45 @@ def _train_claimed(cfg, out, data, space, key, samples, mine, finished, regime, 
     bar.close()
 
 
+def _model_line(space_name, regime, rec):
+    """The one line printed for each trained model."""
+    return (f"{space_name} #{rec['index']} [{_short_regime(regime)}]: error {rec['error']:.2f}%  "
+            f"{rec['flops'] / 1e6:.2f} MF  {rec['params'] / 1e6:.3f} M params  {rec['train_time_s']:.1f} s")
+
+
+class _WorkerProgress:
+    """The parent's view of a ``workers=N`` sweep: polls the results file, prints each newly finished model (the
+    same line and progress bar as one process) while the workers, which print nothing, train."""
+
+    def __init__(self, out, key, samples, mine, finished, cfg, space_name, regime, progress, log):
+        from tqdm.auto import tqdm
+
+        self.args = (out, key, samples, cfg)
+        self.mine, self.seen = set(mine), {i for i in finished if i in set(mine)}
+        self.space_name, self.regime, self.progress, self.log = space_name, regime, progress, log
+        self.bar = tqdm(total=len(self.mine), initial=len(self.seen), desc=f"{space_name} {_short_regime(regime)}",
+                        unit="model", disable=not progress, dynamic_ncols=True)
+        self.next_poll = 0.0
+
+    def poll(self, force=False):
+        if not force and time.monotonic() < self.next_poll:
+            return
+        self.next_poll = time.monotonic() + 1.0
+        try:
+            finished = _read_finished(*self.args)
+        except (OSError, ValueError):
+            return  # a worker is writing; the next poll reads it
+        for i in sorted(set(finished) & self.mine - self.seen):
+            self.seen.add(i)
+            self.bar.update(1)
+            line = _model_line(self.space_name, self.regime, finished[i])
+            self.bar.write(line) if self.progress else self.log(line)
+
+    def close(self):
+        self.poll(force=True)
+        self.bar.close()
+
+
 def _worker_main(cfg_dict, out, shard, threads):
     """Entry point of a worker process started by ``run_sweep(workers=N)``."""
     import tensorflow as tf
@@ -559,8 +598,9 @@ def _worker_main(cfg_dict, out, shard, threads):
         run_sweep(SweepConfig(**cfg_dict), out, shard=shard, progress=False, log=lambda *a: None)
 
 
-def _run_workers(cfg, out, shard, workers, log):
-    """Run ``workers`` processes on one file (they share it through claims); stop them all on SIGINT/SIGTERM."""
+def _run_workers(cfg, out, shard, workers, log, progress):
+    """Run ``workers`` processes on one file (they share it through claims); stop them all on SIGINT/SIGTERM.
+    ``progress`` (a :class:`_WorkerProgress`) reports each finished model meanwhile."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
@@ -576,7 +616,10 @@ def _run_workers(cfg, out, shard, workers, log):
             while any(p.is_alive() for p in procs):
                 for p in procs:
                     p.join(0.2)
+                progress.poll()
+        progress.close()
     except SweepInterrupted:
+        progress.bar.close()
         for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
