@@ -1,4 +1,5 @@
-"""Keras building blocks of AnyNet/RegNet: stock Keras layers (plus GroupConv2D), created by a recording builder.
+"""Keras building blocks of AnyNet/RegNet: stock Keras layers plus GroupConv2D and BatchNorm (faster TF paths),
+created by a recording builder.
 
 Layer names are stable and hierarchical (pycls style, 1-indexed): ``stem_conv``, ``s2_b3_conv_b``,
 ``s2_b3_se_reduce``, ``s2_b3_proj_bn``, ``s2_b3_add``, ``head_fc``. The names are for people; the package itself
@@ -17,7 +18,7 @@ from typing import NamedTuple
 import keras
 
 from keras_regnet.design import bottleneck_width
-from keras_regnet.layers import GroupConv2D
+from keras_regnet.layers import BatchNorm, GroupConv2D
 
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "PADDINGS", "Builder", "FeatureInfo", "LayerRole", "bottleneck_width"]
 
@@ -90,7 +91,7 @@ class Builder:
         return out
 
     def _bn(self, x, name, role):
-        layer = keras.layers.BatchNormalization(axis=self.axis, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+        layer = BatchNorm(axis=self.axis, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
         return self._apply(layer, x, role)
 
     def _conv3x3(self, x, filters, stride, groups, name, role, grouped):

@@ -206,6 +206,53 @@ def test_group_conv_float16_falls_back_with_warning_when_unsupported(monkeypatch
     assert tape.gradient(loss, layer.kernel) is not None
 
 
+@pytest.mark.parametrize("shape", [(8, 7, 5, 16), (2, 1, 1, 4), (1, 1, 1, 3)])
+@pytest.mark.parametrize("graph", [False, True])
+def test_batchnorm_fused_training_path_equals_keras_batchnormalization(shape, graph):
+    """BatchNorm's fused TF training path: same outputs, gradients and moving statistics as Keras's own layer."""
+    from keras_regnet.layers import BatchNorm
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(3.0, 2.5, shape).astype("float32"))
+    upstream = tf.constant(rng.normal(size=shape).astype("float32"))
+    results = []
+    for cls in (keras.layers.BatchNormalization, BatchNorm):
+        layer = cls(epsilon=1e-5, momentum=0.9)
+        layer.build(shape)
+        c = shape[-1]
+        layer.set_weights([np.linspace(0.5, 1.5, c, dtype="float32"),
+                           np.linspace(-1, 1, c, dtype="float32"), np.full(c, 0.3, "float32"),
+                           np.full(c, 2.0, "float32")])
+
+        def run(layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(y * upstream)
+            return [y, *tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])]
+
+        outs = tf.function(run)() if graph else run()
+        results.append([o.numpy() for o in outs] + [layer.moving_mean.numpy(), layer.moving_variance.numpy(),
+                                                    layer(x, training=False).numpy()])
+    for name, a, b in zip(["outputs", "d/dx", "d/dgamma", "d/dbeta", "moving_mean", "moving_variance", "inference"],
+                          *results):
+        assert np.isfinite(b).all(), name
+        np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-5, err_msg=name)
+
+
+def test_batchnorm_is_what_models_use_and_frozen_layers_do_not_update():
+    from keras_regnet.layers import BatchNorm
+
+    m = tiny(input_shape=(32, 32, 3), classes=3)
+    bns = [la for la in m.layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert bns and all(type(la) is BatchNorm for la in bns)
+    bns[0].trainable = False
+    before = bns[0].moving_mean.numpy().copy()
+    m(np.random.uniform(0, 255, (4, 32, 32, 3)).astype("float32"), training=True)
+    np.testing.assert_array_equal(bns[0].moving_mean.numpy(), before)  # frozen BN runs in inference mode
+    assert not np.array_equal(bns[1].moving_mean.numpy(), np.zeros_like(bns[1].moving_mean.numpy()))
+
+
 def test_mixed_precision_training_step():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
