@@ -2,7 +2,7 @@
 
 ``import keras_regnet`` loads neither Keras nor TensorFlow: the design maths, specs and complexity are pure Python,
 and everything that needs Keras is imported on first use. The package's Keras objects (the ``RegNetModel`` class,
-``GroupConv2D``, the training optimizer and schedules) are registered for deserialisation as soon as Keras is
+``GroupConv2D``, ``BatchNorm``, the training optimizer and schedules) are registered for deserialisation as soon as Keras is
 imported, in either order, so ``keras.saving.load_model("model.keras")`` works after ``import keras_regnet``.
 """
 
@@ -82,6 +82,7 @@ _LAZY = {
     "list_models": "keras_regnet.models",
     "load_model": "keras_regnet.models",
     "GroupConv2D": "keras_regnet.layers",
+    "BatchNorm": "keras_regnet.layers",
     "preprocess_input": "keras_regnet.preprocessing",
     "decode_predictions": "keras_regnet.preprocessing",
     "normalize_imagenet": "keras_regnet.preprocessing",
