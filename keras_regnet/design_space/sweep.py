@@ -488,12 +488,9 @@ def run_sweep(cfg: SweepConfig, out, *, shard=None, progress=True, log=print, da
 
 
 def _train_claimed(cfg, out, data, space, key, samples, mine, finished, regime, progress, log, handle_signals):
-    from tqdm.auto import tqdm
-
     tag = _sweep_tag(key, cfg.seed)
     errors = [finished[i]["error"] for i in mine if i in finished]
-    bar = tqdm(total=len(mine), initial=len(errors), desc=f"{space.name} {_short_regime(regime)}", unit="model",
-               disable=not progress, dynamic_ncols=True)
+    bar = _models_bar(space.name, regime, len(mine), len(errors), progress)
 
     def postfix():
         left = len(mine) - bar.n
@@ -532,8 +529,7 @@ def _train_claimed(cfg, out, data, space, key, samples, mine, finished, regime, 
                 errors.append(rec["error"])
                 bar.update(1)
                 postfix()
-                line = _model_line(space.name, regime, rec)
-                bar.write(line) if progress else log(line)
+                _print_model(bar, progress, log, space.name, regime, rec)
     except SweepInterrupted as e:
         bar.close()
         if claimed is not None:
@@ -549,10 +545,19 @@ def _train_claimed(cfg, out, data, space, key, samples, mine, finished, regime, 
     bar.close()
 
 
-def _model_line(space_name, regime, rec):
-    """The one line printed for each trained model."""
-    return (f"{space_name} #{rec['index']} [{_short_regime(regime)}]: error {rec['error']:.2f}%  "
+def _models_bar(space_name, regime, total, initial, progress):
+    """The sweep's progress bar (one step per trained model); disabled without ``progress``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"{space_name} {_short_regime(regime)}", unit="model",
+                disable=not progress, dynamic_ncols=True)
+
+
+def _print_model(bar, progress, log, space_name, regime, rec):
+    """The one line printed for each trained model: above the progress bar, or through ``log`` without one."""
+    line = (f"{space_name} #{rec['index']} [{_short_regime(regime)}]: error {rec['error']:.2f}%  "
             f"{rec['flops'] / 1e6:.2f} MF  {rec['params'] / 1e6:.3f} M params  {rec['train_time_s']:.1f} s")
+    bar.write(line) if progress else log(line)
 
 
 class _WorkerProgress:
@@ -560,13 +565,11 @@ class _WorkerProgress:
     same line and progress bar as one process) while the workers, which print nothing, train."""
 
     def __init__(self, out, key, samples, mine, finished, cfg, space_name, regime, progress, log):
-        from tqdm.auto import tqdm
-
         self.args = (out, key, samples, cfg)
-        self.mine, self.seen = set(mine), {i for i in finished if i in set(mine)}
+        self.mine = set(mine)
+        self.seen = self.mine & set(finished)
         self.space_name, self.regime, self.progress, self.log = space_name, regime, progress, log
-        self.bar = tqdm(total=len(self.mine), initial=len(self.seen), desc=f"{space_name} {_short_regime(regime)}",
-                        unit="model", disable=not progress, dynamic_ncols=True)
+        self.bar = _models_bar(space_name, regime, len(self.mine), len(self.seen), progress)
         self.next_poll = 0.0
 
     def poll(self, force=False):
@@ -580,8 +583,7 @@ class _WorkerProgress:
         for i in sorted(set(finished) & self.mine - self.seen):
             self.seen.add(i)
             self.bar.update(1)
-            line = _model_line(self.space_name, self.regime, finished[i])
-            self.bar.write(line) if self.progress else self.log(line)
+            _print_model(self.bar, self.progress, self.log, self.space_name, self.regime, finished[i])
 
     def close(self):
         self.poll(force=True)
