@@ -33,24 +33,137 @@ COMMANDS = {
 # Sub-commands that never touch Keras/TensorFlow: no TensorFlow start-up for them.
 _NO_TENSORFLOW = {"models", "fit", "edf", "cache"}
 
-# Top-level module of an optional package -> the extra that installs it (a ModuleNotFoundError for one of these
-# is an incomplete install, reported in one line).
-_EXTRA_OF_MODULE = {
-    "tensorflow": "tensorflow",
-    "tensorflow_datasets": "train",
-    "yaml": "train",
-    "tensorboard": "train",
-    "importlib_resources": "train",
-    "tqdm": "all",
-    "tf_keras_vis": "explain",
-    "matplotlib": "design",
-    "scipy": "design",
-    "ai_edge_litert": "export",
-    "tf2onnx": "export",
-    "onnx": "export",
-    "onnxruntime": "export",
-    "PIL": "export",
+
+# ------------------------------------------------------------------------------------------------ quick pre-checks
+# Each sub-command's cheap checks, run after parsing and before its module imports TensorFlow or Keras, so that a
+# missing file, folder or optional package is reported in well under a second (the command's own checks stay: these
+# only say the same thing sooner). A rule takes the argument's value and raises FileNotFoundError/ValueError.
+
+_WEIGHT_FILE_SUFFIXES = (".h5", ".keras", ".safetensors", ".pyth", ".pth", ".pt", ".npz")
+
+
+def _image_paths(values):
+    """predict/explain IMAGE...: each an existing image file or folder (keras_regnet.commands.predict.find_images)."""
+    for path in values or ():
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"image {path!r} does not exist.")
+
+
+def _model_source(value):
+    """--model of predict/explain/train, MODEL of export: a .keras/.json file, a folder or URI, or a paper model name."""
+    if not isinstance(value, str) or "://" in value or value.lstrip().startswith("{"):
+        return
+    if value.endswith(".keras") and not os.path.isfile(value):
+        raise FileNotFoundError(f"model file {value!r} does not exist.")
+    if value.endswith(".json") and not os.path.isfile(value):
+        raise FileNotFoundError(f"spec file {value!r} does not exist.")
+    if os.path.exists(value) or ":" in value:
+        return
+    if "/" in value or os.sep in value:
+        raise FileNotFoundError(f"model {value!r} is neither an existing file or folder nor a paper model name.")
+    from keras_regnet import specs  # pure Python: raises ValueError naming the known models
+
+    specs.canonical_name(value)
+
+
+def _weights_file(value):
+    """--weights: 'imagenet[:tag]', 'none' and URIs pass; what looks like a file path must exist."""
+    if not isinstance(value, str) or "://" in value or value.strip().lower() in WEIGHTS_NONE:
+        return
+    looks_like_path = value.endswith(_WEIGHT_FILE_SUFFIXES) or "/" in value or os.sep in value
+    if looks_like_path and not value.startswith("imagenet") and not os.path.isfile(value):
+        raise FileNotFoundError(f"weights file {value!r} does not exist.")
+
+
+def _dataset(value):
+    """--dataset: 'digits', a tfds name, PATH or folder:PATH; a path must be an existing folder (as load_dataset says)."""
+    if not isinstance(value, str) or value in ("digits", "samples"):
+        return
+    if value.startswith("folder:"):
+        path = os.path.expanduser(value[len("folder:"):])
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"image folder {path!r} does not exist (from dataset {value!r}).")
+        return
+    if os.path.isdir(os.path.expanduser(value)):
+        return
+    if os.sep in value or value.startswith("."):
+        raise FileNotFoundError(
+            f"dataset {value!r} looks like a path but is not an existing directory. Give a directory of class "
+            "sub-folders (PATH/<class>/<image>), 'digits', or a tensorflow-datasets name such as 'imagenet2012'."
+        )
+
+
+def _representative(value):
+    """export --representative: 'samples', an .npy file or a data set (as --dataset)."""
+    if isinstance(value, str) and value.endswith(".npy"):
+        if not os.path.isfile(value):
+            raise FileNotFoundError(f"representative data file {value!r} does not exist.")
+        return
+    _dataset(value)
+
+
+def _existing_file(what, hint="", verb="does"):
+    def rule(value):
+        for path in [value] if isinstance(value, str) else value or ():
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{what} {path!r} {verb} not exist{hint.format(path=path)}.")
+    rule.__doc__ = f"an existing {what}"
+    return rule
+
+
+def _export_needs(args):
+    needs = ["tensorflow"]
+    if str(getattr(args, "tflite", "none")).strip().lower() != "none":
+        needs.append("ai_edge_litert")
+    if getattr(args, "onnx", False):
+        needs += ["tf2onnx", "onnx", "onnxruntime"]
+    return needs
+
+
+def _train_needs(args):
+    needs = ["tensorflow"]
+    config = getattr(args, "config", None)
+    if isinstance(config, str) and config.endswith((".yaml", ".yml")):
+        needs.append("yaml")
+    return needs
+
+
+_IMAGE_COMMAND = {"images": _image_paths, "model": _model_source, "weights": _weights_file}
+
+# command: (optional packages it cannot run without, or a function of the parsed args giving them;
+#           {argument dest: rule}). Declared next to COMMANDS; tests/test_quick_errors.py checks every dest exists.
+PRECHECKS = {
+    "models": ((), {}),
+    "cache": ((), {}),
+    "predict": (("tensorflow",), _IMAGE_COMMAND),
+    "explain": (("tensorflow", "tf_keras_vis", "matplotlib"), _IMAGE_COMMAND),
+    "convert": ((), {"src": _existing_file("source weights", verb="do")}),
+    "export": (_export_needs, {"model": _model_source, "weights": _weights_file,
+                               "labels": _existing_file("labels file"), "representative": _representative}),
+    "sweep": (("tensorflow",), {"dataset": _dataset}),
+    "compare": (("tensorflow", "matplotlib", "scipy"), {"dataset": _dataset}),
+    "train": (_train_needs, {"model": _model_source, "dataset": _dataset, "config": _existing_file("config file"),
+                             "weights": _weights_file}),
+    "edf": (("matplotlib", "scipy"), {"results": _existing_file(
+        "results file", "; run `keras-regnet sweep --out {path}` first")}),
+    "fit": ((), {"results": _existing_file("results file", "; run `keras-regnet sweep --out {path}` first")}),
 }
+
+
+def precheck(args) -> None:
+    """Run ``args.command``'s cheap checks: its arguments that name paths, then the optional packages it needs.
+
+    Raises FileNotFoundError / ValueError (a bad argument) or MissingExtraError (a missing extra) without importing
+    TensorFlow, Keras or the sub-command's module.
+    """
+    from keras_regnet._extras import check
+
+    needs, rules = PRECHECKS.get(args.command, ((), {}))
+    for dest, rule in rules.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            rule(value)
+    check(needs(args) if callable(needs) else needs, feature="this command")
 
 WEIGHTS_NONE = ("none", "random")
 
@@ -153,12 +266,12 @@ def _error_line(command: str, error) -> str:
 
 
 def _missing_module_message(error: ModuleNotFoundError) -> str | None:
+    from keras_regnet._extras import extra_of, missing_message
+
     top = (error.name or "").split(".")[0]
-    extra = _EXTRA_OF_MODULE.get(top)
-    if extra is None:
+    if extra_of(top) is None:
         return None
-    return (f"this needs the {top!r} package, which is not installed; "
-            f"install it with: pip install 'keras-regnet[{extra}]'")
+    return missing_message(top)
 
 
 def main(argv=None) -> int:
@@ -179,6 +292,7 @@ def main(argv=None) -> int:
     from keras_regnet._extras import MissingExtraError
 
     try:
+        precheck(args)
         if args.command not in _NO_TENSORFLOW and not debug:
             _import_tensorflow_quietly()
         return int(importlib.import_module(args._module).run(args) or 0)

@@ -1,0 +1,172 @@
+"""Quick errors: a missing file, folder or optional package is reported by every sub-command in well under a second,
+before TensorFlow or Keras is imported (keras_regnet.cli.PRECHECKS)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from keras_regnet import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAVY = ("tensorflow", "keras", "jax", "torch", "matplotlib", "scipy")
+
+# A meta-path finder that makes the listed top-level packages look uninstalled (as on a JAX-only install).
+BLOCKER = """
+import importlib.abc, sys
+class _Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, _Blocker())
+"""
+
+
+def _cli(argv, blocked=(), cwd=None):
+    """Run ``keras-regnet ARGV`` in a fresh interpreter: (exit code, stderr, seconds inside main, heavy modules)."""
+    code = f"BLOCKED = {set(blocked)!r}\n" + BLOCKER + textwrap.dedent(f"""
+        import contextlib, io, json, sys, time
+        start = time.perf_counter()
+        from keras_regnet import cli
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            rc = cli.main({argv!r})
+        seconds = time.perf_counter() - start
+        print(json.dumps([rc, err.getvalue(), seconds, sorted(m for m in {HEAVY!r} if m in sys.modules)]))
+    """)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd,
+                         timeout=120)
+    wall = time.perf_counter() - t0
+    assert out.returncode == 0, out.stderr[-3000:]
+    rc, err, seconds, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    return rc, err, seconds, wall, heavy
+
+
+def _assert_quick_one_line(command, rc, err, seconds, wall, heavy, text):
+    lines = err.strip().splitlines()
+    assert rc == 2, (command, rc, err)
+    assert len(lines) == 1 and lines[0].startswith(f"keras-regnet {command}: error: "), err
+    assert text in lines[0], (text, lines[0])
+    assert heavy == [], f"{command} imported {heavy} before reporting: {err}"
+    # Inside the process: parse, check, report. The whole process (interpreter start included) is allowed more
+    # slack, since a loaded test machine can stall any start-up; without TensorFlow it is ~0.3-0.7 s.
+    assert seconds < 1.0, (command, seconds)
+    assert wall < 3.0, (command, wall)
+
+
+# (argv, text of the one-line error); every sub-command with a path argument, and its missing-path cases.
+MISSING_PATHS = [
+    (["predict", "/nonexistent/cat.jpg"], "image '/nonexistent/cat.jpg' does not exist"),
+    (["predict", "{img}", "--model", "/nonexistent/best.keras"], "model file '/nonexistent/best.keras' does not"),
+    (["predict", "{img}", "--model", "RegNetY600MF", "--weights", "/nonexistent/w.safetensors"],
+     "weights file '/nonexistent/w.safetensors' does not exist"),
+    (["predict", "{img}", "--model", "RegNetZ9000"], "unknown model name 'RegNetZ9000'"),
+    (["explain", "/nonexistent/cat.jpg"], "image '/nonexistent/cat.jpg' does not exist"),
+    (["export", "/nonexistent/best.keras"], "model file '/nonexistent/best.keras' does not exist"),
+    (["export", "/nonexistent/spec.json"], "spec file '/nonexistent/spec.json' does not exist"),
+    (["export", "RegNetX200MF", "--labels", "/nonexistent/labels.txt"], "labels file '/nonexistent/labels.txt'"),
+    (["export", "RegNetX200MF", "--representative", "/nonexistent/cal.npy"], "representative data file"),
+    (["convert", "/nonexistent/w.safetensors", "out.weights.h5"], "source weights '/nonexistent/w.safetensors' do not"),
+    (["train", "--dataset", "/nonexistent/photos", "--epochs", "1"], "looks like a path but is not an existing"),
+    (["train", "--dataset", "folder:/nonexistent/photos"], "image folder '/nonexistent/photos' does not exist"),
+    (["train", "--config", "/nonexistent/run.yaml"], "config file '/nonexistent/run.yaml' does not exist"),
+    (["sweep", "--space", "RegNetX", "--out", "r.jsonl", "--dataset", "./nonexistent"], "looks like a path"),
+    (["compare", "--dataset", "/nonexistent/d"], "looks like a path but is not an existing directory"),
+    (["edf", "/nonexistent/r.jsonl"], "results file '/nonexistent/r.jsonl' does not exist; run `keras-regnet sweep"),
+    (["fit", "/nonexistent/r.jsonl"], "results file '/nonexistent/r.jsonl' does not exist"),
+]
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    path = tmp_path_factory.mktemp("quick") / "img.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n")  # never decoded: the checks fail before
+    return str(path)
+
+
+@pytest.mark.parametrize("argv, text", MISSING_PATHS, ids=[" ".join(a[:2]) for a, _ in MISSING_PATHS])
+def test_missing_path_is_reported_in_under_a_second_without_tensorflow(argv, text, image, tmp_path):
+    argv = [a.replace("{img}", image) for a in argv]
+    _assert_quick_one_line(argv[0], *_cli(argv, cwd=str(tmp_path)), text)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+# Every sub-command that needs TensorFlow (or another extra), with an install that lacks it.
+MISSING_EXTRAS = [
+    (["predict", "{img}"], "tensorflow", "tensorflow"),
+    (["explain", "{img}"], "tensorflow", "tensorflow"),
+    (["explain", "{img}"], "tf_keras_vis", "explain"),
+    (["export", "RegNetX200MF"], "tensorflow", "tensorflow"),
+    (["export", "RegNetX200MF"], "ai_edge_litert", "export"),
+    (["export", "RegNetX200MF", "--tflite", "none", "--onnx"], "tf2onnx", "export"),
+    (["train", "--dataset", "digits"], "tensorflow", "tensorflow"),
+    (["train", "--config", "{results}.yaml"], "yaml", "train"),
+    (["sweep", "--space", "RegNetX", "--out", "r.jsonl"], "tensorflow", "tensorflow"),
+    (["compare"], "tensorflow", "tensorflow"),
+    (["compare"], "scipy", "design"),
+    (["edf", "{results}"], "matplotlib", "design"),
+]
+
+
+@pytest.mark.parametrize("argv, blocked, extra", MISSING_EXTRAS, ids=[f"{a[0]}-{b}" for a, b, _ in MISSING_EXTRAS])
+def test_missing_extra_is_reported_in_under_a_second(argv, blocked, extra, image, tmp_path):
+    results = tmp_path / "r.jsonl"
+    results.write_text("")
+    (tmp_path / "r.jsonl.yaml").write_text("epochs: 1\n")
+    argv = [a.replace("{img}", image).replace("{results}", str(results)) for a in argv]
+    rc, err, seconds, wall, heavy = _cli(argv, blocked={blocked}, cwd=str(tmp_path))
+    _assert_quick_one_line(argv[0], rc, err, seconds, wall, heavy,
+                           f"this command needs {blocked!r}, which is not installed; "
+                           f"install it with: pip install 'keras-regnet[{extra}]'")
+
+
+def test_export_without_tflite_does_not_need_litert(image, tmp_path):
+    """The extras a command needs follow its flags: --tflite none does not ask for ai_edge_litert (the check passes
+    and the command goes on to its own work, here refused by --calibration-images before any model is built)."""
+    args = cli.build_parser("export").parse_args(["export", "RegNetX200MF", "--tflite", "none"])
+    cli.precheck(args)  # no MissingExtraError, even where ai_edge_litert is missing
+    needs = cli.PRECHECKS["export"][0]
+    assert "ai_edge_litert" not in needs(args)
+    assert "ai_edge_litert" in needs(cli.build_parser("export").parse_args(["export", "RegNetX200MF"]))
+
+
+def test_every_precheck_names_real_arguments_and_every_command_is_declared():
+    """A renamed flag cannot silently switch its check off."""
+    assert set(cli.PRECHECKS) == set(cli.COMMANDS)
+    for command, (_, rules) in cli.PRECHECKS.items():
+        parser = cli.build_parser(command)
+        sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+        dests = {a.dest for a in sub._actions}
+        assert set(rules) <= dests, (command, set(rules) - dests)
+
+
+def test_dataset_precheck_says_what_load_dataset_says(tmp_path):
+    """The pre-check repeats keras_regnet.datasets.load_dataset's path rule; both give the same line."""
+    from keras_regnet import datasets
+
+    for name in (str(tmp_path / "missing"), "./missing-folder", f"folder:{tmp_path / 'missing'}"):
+        with pytest.raises(FileNotFoundError) as ours:
+            cli._dataset(name)
+        with pytest.raises(FileNotFoundError) as theirs:
+            datasets.load_dataset(name, "train")
+        assert str(ours.value) == str(theirs.value)
+    for name in ("digits", "imagenet2012", "cifar10", str(tmp_path)):
+        cli._dataset(name)  # names and existing folders pass
+
+
+def test_valid_arguments_pass_the_precheck(image, tmp_path):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")
+    for argv in (["predict", image, "--model", "RegNetY-600MF", "--weights", "imagenet:tv2_in1k"],
+                 ["predict", image, "--weights", str(weights)],
+                 ["predict", image, "--model", "hf://someone/regnet"],
+                 ["predict", str(tmp_path), "--weights", "none"],
+                 ["export", '{"type": "regnet"}'],
+                 ["train", "--dataset", "cifar10", "--model", "regnety_006"]):
+        cli.precheck(cli.build_parser(argv[0]).parse_args(argv))
