@@ -94,3 +94,43 @@ def test_in_graph_guard_agrees_with_python():
     for junk in (b"", b"hello", b"\xff\x0a\xfa"):
         with pytest.raises(tf.errors.InvalidArgumentError):
             guard(tf.constant(junk), 0)
+
+
+def _animated_gif(frames, width, height):
+    images = [PIL.new("RGB", (width, height), (i % 256, 0, 0)) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "GIF", save_all=frames > 1, append_images=images[1:], duration=10)
+    return buffer.getvalue()
+
+
+def test_gif_frames_are_counted_in_python():
+    """Before: only the logical screen counted, so 40 frames of 100x100 passed a 200,000-pixel limit (the
+    decoder holds every frame: 400 frames of 2000x2000 in 1.9 MB took ~1.5 GB)."""
+    from keras_regnet.export.image_guard import gif_frames
+
+    bomb = _animated_gif(40, 100, 100)
+    assert gif_frames(bomb) == (40, 400_000)
+    with pytest.raises(ImageTooLargeError, match=r"40 frames of 100x100 .*400000 decoded pixels"):
+        check_image_bytes(bomb, 200_000, what="anim.gif")
+    assert check_image_bytes(bomb, 400_000) == (100, 100)
+    single = _animated_gif(1, 100, 100)
+    assert gif_frames(single) == (1, 10_000)
+    assert check_image_bytes(single, 10_000) == (100, 100)
+
+
+def test_gif_frames_are_counted_in_graph():
+    """The serving signature's guard (and the training pipeline's) count the frames too."""
+    tf = pytest.importorskip("tensorflow")
+    from keras_regnet.export.image_guard import tf_check_image_bytes
+
+    @tf.function(input_signature=[tf.TensorSpec((), tf.string)])
+    def guard(data):
+        with tf.control_dependencies([tf_check_image_bytes(data, 200_000)]):
+            return tf.identity(data)
+
+    guard(tf.constant(_animated_gif(20, 100, 100)))
+    guard(tf.constant(_animated_gif(1, 400, 400)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"40 frames.*400000 decoded pixels"):
+        guard(tf.constant(_animated_gif(40, 100, 100)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pixels"):
+        guard(tf.constant(_animated_gif(3, 400, 400)))

@@ -7,7 +7,12 @@ height from the header (JPEG SOF via ``tf.image.extract_jpeg_shape``, PNG IHDR, 
 header, WebP VP8/VP8L/VP8X) and refuse images with more than ``max_pixels`` pixels (default
 :data:`DEFAULT_MAX_PIXELS`, 40 megapixels) before any pixel is decoded. JPEG XL and unknown formats are refused.
 
-Not covered: the frames of an animated GIF are not counted (the check uses the GIF's logical screen size).
+An animated GIF counts every frame: the decoders hold all frames in memory even when only the first is used, so
+its decoded size is ``frames x width x height`` of the logical screen (or the sum of the frames' own areas, if
+larger). Files are read with :func:`read_image_file`: regular files only (a FIFO or a device is refused without
+a blocking read), at most ``max_bytes``, the header checked before the rest is read.
+
+Not covered: the frames of an animated WebP are not counted (its canvas size is checked).
 """
 
 from __future__ import annotations
@@ -22,9 +27,15 @@ __all__ = [
     "check_image_bytes",
     "check_max_pixels",
     "tf_check_image_bytes",
+    "gif_frames",
+    "DEFAULT_MAX_FILE_BYTES",
+    "check_image_path",
+    "read_image_file",
 ]
 
 DEFAULT_MAX_PIXELS = 40_000_000
+# Image files larger than this are refused unread (a 40-megapixel JPEG is ~10-20 MB; a PNG at most ~120 MB).
+DEFAULT_MAX_FILE_BYTES = 256 * 2**20
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
 
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -117,6 +128,42 @@ def image_size(data: bytes):
     raise ValueError(f"not a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} image")
 
 
+def gif_frames(data: bytes):
+    """``(frames, decoded pixels)`` of a GIF, walking its blocks without decoding: ``decoded pixels`` is the larger
+    of ``frames`` x the logical screen and the sum of the frames' own areas. A damaged stream counts the frames
+    found before the damage (the decoder then fails on it)."""
+    data = bytes(data)
+    n = len(data)
+    if n < 13 or not data.startswith(b"GIF8"):
+        raise ValueError("not a GIF image")
+    screen = int.from_bytes(data[6:8], "little") * int.from_bytes(data[8:10], "little")
+    pos = 13 + (3 * (2 << (data[10] & 7)) if data[10] & 0x80 else 0)
+    frames = area = 0
+
+    def skip_sub_blocks(pos):
+        while pos < n:
+            size = data[pos]
+            pos += 1 + size
+            if size == 0:
+                break
+        return pos
+
+    while pos < n:
+        kind = data[pos]
+        if kind == 0x2C:  # image descriptor, then the local colour table and the LZW minimum code size
+            if pos + 10 > n:
+                break
+            frames += 1
+            area += int.from_bytes(data[pos + 5:pos + 7], "little") * int.from_bytes(data[pos + 7:pos + 9], "little")
+            packed = data[pos + 9]
+            pos = skip_sub_blocks(pos + 11 + (3 * (2 << (packed & 7)) if packed & 0x80 else 0))
+        elif kind == 0x21:  # extension: label, then sub-blocks
+            pos = skip_sub_blocks(pos + 2)
+        else:  # trailer (0x3B) or damage
+            break
+    return frames, max(frames * screen, area)
+
+
 def check_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "image"):
     """Check the encoded image ``data`` before decoding it: return ``(height, width)`` or raise.
 
@@ -129,6 +176,14 @@ def check_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, what: s
         fmt, height, width = image_size(data)
     except ValueError as e:
         raise ValueError(f"{what}: {e}.") from None
+    if fmt == "GIF":
+        frames, decoded = gif_frames(data)
+        if frames > 1 and decoded > max_pixels:
+            raise ImageTooLargeError(
+                f"{what}: the animated GIF declares {frames} frames of {width}x{height} ({decoded} decoded pixels), "
+                f"more than the limit of {max_pixels} pixels; refused before decoding (raise max_pixels / "
+                "--max-pixels if the image is genuine)."
+            )
     if height * width > max_pixels:
         raise ImageTooLargeError(
             f"{what}: the {fmt} declares {width}x{height} pixels ({height * width / 1e6:.1f} megapixels), more than "
@@ -136,6 +191,81 @@ def check_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, what: s
             "image is genuine)."
         )
     return height, width
+
+
+_KINDS = (("S_ISFIFO", "FIFO"), ("S_ISCHR", "character device"), ("S_ISBLK", "block device"),
+          ("S_ISSOCK", "socket"), ("S_ISDIR", "directory"))
+
+
+def file_kind(mode) -> str:
+    """What a non-regular ``st_mode`` is, in words ("FIFO", "character device", ...)."""
+    import stat
+
+    return next((name for test, name in _KINDS if getattr(stat, test)(mode)), "special file")
+
+
+def check_image_path(path) -> None:
+    """Raise FileNotFoundError for a missing path, ValueError for one that is not a regular file (a FIFO, a device,
+    a socket, a directory); nothing is opened."""
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image {path!r} does not exist.") from None
+    except OSError as e:
+        raise ValueError(f"image {path!r} cannot be read ({e.strerror or e}).") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"image {path!r} is not a regular file ({file_kind(st.st_mode)}); give an image file.")
+
+
+def open_regular(path):
+    """``(file object, size)`` of a regular file, opened without blocking (a FIFO opened for reading would wait
+    for a writer forever); ValueError for anything else."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image {path!r} does not exist.") from None
+    except OSError as e:
+        raise ValueError(f"image {path!r} cannot be read ({e.strerror or e}).") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ValueError(f"image {path!r} is not a regular file ({file_kind(st.st_mode)}); give an image file.")
+    return os.fdopen(fd, "rb"), st.st_size
+
+
+HEADER_BYTES = 64 * 1024
+
+
+def read_image_file(path, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                    what=None) -> bytes:
+    """The bytes of the image file ``path``, checked before decoding: a regular file (ValueError otherwise, without
+    blocking on a FIFO), at most ``max_bytes`` (ValueError), a supported header (read first: a file of another
+    kind is refused after 64 KiB) declaring at most ``max_pixels`` pixels, GIF frames included
+    (:class:`ImageTooLargeError`)."""
+    check_max_pixels(max_pixels)
+    what = what or repr(path)
+    f, size = open_regular(path)
+    with f:
+        if size > max_bytes:
+            raise ValueError(f"{what}: the file is larger than the limit of {max_bytes} bytes ({size} bytes); "
+                             "refused unread.")
+        data = f.read(min(HEADER_BYTES, max_bytes + 1))
+        try:
+            image_size(data)
+        except ValueError as e:
+            if not str(e).startswith("truncated") or len(data) < HEADER_BYTES:
+                raise ValueError(f"{what}: {e}.") from None
+        data += f.read(max_bytes + 1 - len(data))
+    if len(data) > max_bytes:  # the file grew while being read
+        raise ValueError(f"{what}: the file is larger than the limit of {max_bytes} bytes; refused.")
+    check_image_bytes(data, max_pixels, what=what)
+    return data
 
 
 def tf_check_image_bytes(data, max_pixels: int = DEFAULT_MAX_PIXELS):
@@ -196,8 +326,61 @@ def tf_check_image_bytes(data, max_pixels: int = DEFAULT_MAX_PIXELS):
     pixels = height * width
     ok_format = tf.debugging.Assert(known, [tf.constant(
         "image_bytes is not a JPEG, PNG, GIF, BMP or WebP image")], name="check_image_format")
+    frames, decoded = tf.cond(is_gif, lambda: _tf_gif_frames(padded, tf.strings.length(data), pixels),
+                              lambda: (zero, zero))
+    limit = tf.constant(max_pixels, tf.int64)
     with tf.control_dependencies([ok_format]):
         message = tf.strings.format(
             "image declares {}x{} pixels, more than the limit of {} pixels (max_pixels); refused before decoding",
-            (width, height, tf.constant(max_pixels, tf.int64)))
-        return tf.debugging.Assert(pixels <= max_pixels, [message], name="check_image_pixels")
+            (width, height, limit))
+        ok_pixels = tf.debugging.Assert(pixels <= max_pixels, [message], name="check_image_pixels")
+        gif_message = tf.strings.format(
+            "animated GIF declares {} frames of {}x{} ({} decoded pixels), more than the limit of {} pixels "
+            "(max_pixels); refused before decoding", (frames, width, height, decoded, limit))
+        ok_frames = tf.debugging.Assert(tf.logical_or(frames <= 1, decoded <= max_pixels), [gif_message],
+                                        name="check_gif_frames")
+        return tf.group(ok_pixels, ok_frames)
+
+
+def _tf_gif_frames(padded, length, screen):
+    """In-graph :func:`gif_frames`: ``(frames, decoded pixels)`` of the GIF in ``padded`` (its bytes followed by
+    32 zero bytes; ``length`` without them), walking the blocks with a ``tf.while_loop``."""
+    import tensorflow as tf
+
+    length = tf.cast(length, tf.int64)
+
+    def byte(pos, offset=0):
+        return tf.cast(tf.io.decode_raw(tf.strings.substr(padded, pos + offset, 1), tf.uint8)[0], tf.int64)
+
+    def word(pos, offset):
+        return byte(pos, offset) + 256 * byte(pos, offset + 1)
+
+    def colour_table(packed):
+        return tf.where(packed >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), packed % 8), 0)
+
+    def body(pos, in_blocks, frames, area, done):
+        b = byte(pos)
+        # inside a chain of sub-blocks: skip one (size byte + data); a zero size ends the chain
+        sub_pos, sub_in = pos + 1 + b, b > 0
+        # at a block: 0x2C image descriptor (+ local colour table + LZW code size), 0x21 extension, else the end
+        is_image, is_ext = tf.equal(b, 0x2C), tf.equal(b, 0x21)
+        safe = tf.minimum(pos, length)
+        image_pos = pos + 11 + colour_table(byte(safe, 9))
+        block_area = word(safe, 5) * word(safe, 7)
+        top_pos = tf.where(is_image, image_pos, pos + 2)
+        top_done = tf.logical_not(tf.logical_or(is_image, is_ext))
+        new_pos = tf.where(in_blocks, sub_pos, top_pos)
+        new_in = tf.where(in_blocks, sub_in, tf.logical_not(top_done))
+        counted = tf.logical_and(tf.logical_not(in_blocks), is_image)
+        frames = frames + tf.cast(counted, tf.int64)
+        area = area + tf.where(counted, block_area, 0)
+        done = tf.logical_and(tf.logical_not(in_blocks), top_done)
+        return new_pos, new_in, frames, area, done
+
+    packed = byte(0, 10)
+    start = 13 + colour_table(packed)
+    zero = tf.constant(0, tf.int64)
+    _, _, frames, area, _ = tf.while_loop(
+        lambda pos, in_blocks, frames, area, done: tf.logical_and(pos < length, tf.logical_not(done)),
+        body, (start, tf.constant(False), zero, zero, tf.constant(False)))
+    return frames, tf.maximum(frames * screen, area)
