@@ -7,6 +7,19 @@ import math
 import sys
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1 (a flag of 0 or below is refused with the flag's name by argparse)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def add_arguments(parser):
     """Register the command's flags."""
     parser.description = (
@@ -19,7 +32,8 @@ def add_arguments(parser):
     parser.add_argument("--scatter", help="also write error vs d, w0, wa, wm, g, b, flops scatter plots here (PNG)")
     parser.add_argument("--fit-plot", help="also write error vs quantized-linear fit error (Figure 7) here (PNG)")
     parser.add_argument("--confidence", type=float, default=0.95, help="bootstrap interval level (default 0.95)")
-    parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    parser.add_argument("--resamples", type=positive_int, default=10_000,
+                        help="bootstrap resamples (default 10000; memory stays bounded for any value)")
     parser.add_argument("--json", action="store_true", help="print the table as JSON lines")
 
 

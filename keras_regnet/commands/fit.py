@@ -15,7 +15,10 @@ def add_arguments(parser):
     parser.add_argument("results", nargs="*", help="results files from `keras-regnet sweep`")
     parser.add_argument("--widths", type=int, nargs="+", metavar="W",
                         help="per-block widths to fit instead, e.g. --widths 24 56 152 152 152 152 368")
-    parser.add_argument("--top", type=int, default=0, help="only the N best models of each space (default: all)")
+    from keras_regnet.commands.edf import positive_int
+
+    parser.add_argument("--top", type=positive_int, default=None,
+                        help="only the N best models of each space (default: all)")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
 
 
@@ -33,6 +36,11 @@ def run(args):
               f"(linear fit error {fit['linear_fit_error']:.4f})")
         return 0
     groups = analysis.load_groups(args.results, log=lambda m: print(m, file=sys.stderr))
+    from tqdm.auto import tqdm
+
+    total = sum(min(len(v), args.top or len(v)) for v in groups.values())
+    bar = tqdm(total=total, desc="fitting", unit="model", file=sys.stderr, disable=None if total > 200 else True,
+               leave=False)
     if not args.json:
         print(f"{'space':<14}{'index':>6}{'error':>8}{'w0':>6}{'wa':>8}{'wm':>7}{'fit_err':>9}  depths / widths")
     for label, records in groups.items():
@@ -40,13 +48,15 @@ def run(args):
         for r in records[: args.top or None]:
             widths = analysis.block_widths(r["spec"])
             fit = design.fit_quantized_linear(widths)
+            bar.update(1)
             row = {"space": label, "index": r.get("index"), "error": r["error"], **fit, "d": len(widths)}
             if args.json:
-                print(json.dumps(row))
+                tqdm.write(json.dumps(row), file=sys.stdout)  # above the progress bar
             else:
                 p = r["spec"]
                 shape = (f"d={p['depth']} (RegNet)" if p.get("type") == "regnet"
                          else f"{p['depths']} / {p['widths']}")
-                print(f"{label:<14}{str(r.get('index')):>6}{r['error']:>8.2f}{fit['w0']:>6}{fit['wa']:>8.2f}"
-                      f"{fit['wm']:>7.3f}{fit['fit_error']:>9.4f}  {shape}")
+                tqdm.write(f"{label:<14}{str(r.get('index')):>6}{r['error']:>8.2f}{fit['w0']:>6}{fit['wa']:>8.2f}"
+                           f"{fit['wm']:>7.3f}{fit['fit_error']:>9.4f}  {shape}", file=sys.stdout)
+    bar.close()
     return 0

@@ -47,41 +47,74 @@ METRICS = (
 _SETTINGS_IGNORED = {"space", "samples", "data_dir", "manual_dir", "max_tries", "seed"}
 
 
+def _path_labels(paths) -> list:
+    """The shortest trailing part of each path (file name, then parent folders) that no other path ends with."""
+    parts = [os.path.normpath(os.path.abspath(os.fspath(p))).split(os.sep) for p in paths]
+    labels = []
+    for i, p in enumerate(parts):
+        k = 1
+        while k < len(p) and any(q[-k:] == p[-k:] for j, q in enumerate(parts) if j != i):
+            k += 1
+        labels.append("/".join(p[-k:]))
+    return labels
+
+
 def load_groups(paths, log=print) -> "collections.OrderedDict[str, list]":
     """Read results files into {design-space label: records}, reporting damaged lines through ``log``.
 
     Records are grouped by their ``space``; when several files hold the same space, each file's records get
-    the label ``space (file name)`` so they stay separate. A sample recorded more than once in a file (same
-    space, seed and index: two runs of one sweep on the file) counts once, and ``log`` says so. Files swept with
-    different settings (anything but the space and seed: epochs, batch, lr, data set, regime...) are compared
-    with a warning that lists the differences. Raises ValueError when nothing usable is found.
+    the label ``space (path)``, the path cut to its shortest unique suffix (``run1/results.jsonl``), so they
+    stay separate. A sample recorded more than once in a file (same space, seed and index: two runs of one sweep
+    on the file) counts once, and ``log`` says so. A record whose ``space`` is not a name is reported with its
+    line and skipped (as damaged lines are). Files swept with different settings (anything but the space and
+    seed: epochs, batch, lr, data set, regime...) are compared with a warning that lists the differences.
+    Raises ValueError when nothing usable is found or a file is given twice.
     """
+    seen_files = {}
+    for path in paths:
+        real = os.path.realpath(os.fspath(path))
+        if real in seen_files:
+            raise ValueError(f"{path} is given more than once (also as {seen_files[real]}); give each results file "
+                             "once.")
+        seen_files[real] = path
     per_file = []
     for path in paths:
         res = results_lib.read_results(path)
         if res.damaged:
             log(f"warning: {len(res.damaged)} damaged line(s) skipped:\n{res.damage_report()}")
-        if not res.records:
-            raise ValueError(f"{path} holds no finished results (run `keras-regnet sweep --out {path}`).")
-        records, seen, dups = [], set(), 0
-        for r in res.records:
-            ident = (r.get("space"), r.get("seed"), r.get("index")) if "index" in r else None
+        records, seen, dups, odd = [], set(), 0, []
+        for n, r in enumerate(res.records):
+            space = r.get("space", "?")
+            if not isinstance(space, str) or not space:
+                odd.append(f"{res.where(n)}: 'space' must be a design space name (a string), got {space!r}")
+                continue
+            ident = (space, r.get("seed"), r.get("index")) if "index" in r else None
+            if ident is not None:
+                try:
+                    hash(ident)
+                except TypeError:  # a list or object as seed/index: the record is not deduplicated
+                    ident = None
             if ident is not None and ident in seen:
                 dups += 1
                 continue
             seen.add(ident)
             records.append(r)
+        if odd:
+            log(f"warning: {len(odd)} record(s) skipped:\n" + "\n".join(odd))
+        if not records:
+            raise ValueError(f"{path} holds no finished results (run `keras-regnet sweep --out {path}`).")
         if dups:
             log(f"note: {path}: {dups} duplicate record(s) of the same sample (space, seed, index) ignored; each "
                 "sample counts once.")
         per_file.append((path, records))
     _warn_on_different_settings(per_file, log)
     count = collections.Counter(space for _, recs in per_file for space in {r.get("space", "?") for r in recs})
+    names = _path_labels([path for path, _ in per_file])
     groups = collections.OrderedDict()
-    for path, recs in per_file:
+    for (path, recs), name in zip(per_file, names):
         for r in recs:
             space = r.get("space", "?")
-            label = space if count[space] == 1 else f"{space} ({os.path.basename(path)})"
+            label = space if count[space] == 1 else f"{space} ({name})"
             groups.setdefault(label, []).append(r)
     return groups
 
@@ -115,11 +148,17 @@ def _warn_on_different_settings(per_file, log):
 
 
 def _errors(values):
-    e = np.asarray([v["error"] if isinstance(v, dict) else v for v in values], dtype=float)
+    if isinstance(values, np.ndarray):
+        e = values.astype(float, copy=False)
+    else:
+        e = np.asarray([v["error"] if isinstance(v, dict) else v for v in values], dtype=float)
     if e.ndim != 1 or e.size == 0:
         raise ValueError("need at least one error value.")
     if not np.all(np.isfinite(e)):
         raise ValueError("errors must be finite numbers.")
+    if e.min() < 0 or e.max() > 100:
+        bad = e[(e < 0) | (e > 100)][0]
+        raise ValueError(f"errors are percentages in [0, 100]; got {bad!r}.")
     return e
 
 
@@ -152,23 +191,42 @@ def ks_test(a, b) -> dict:
     return {"ks": float(res.statistic), "p_value": float(res.pvalue)}
 
 
-def bootstrap_mean_difference(a, b, confidence=0.95, n_resamples=10_000, seed=0) -> dict:
-    """mean(a) - mean(b) with a percentile bootstrap interval (each population resampled independently)."""
-    from scipy import stats
+# Resampled values drawn at once by the bootstrap (per chunk: resamples x population size): 4M int32 indices
+# and 4M float64 values, 48 MB.
+_BOOTSTRAP_CHUNK_VALUES = 4_000_000
 
+
+def _bootstrap_means(values, n_resamples, rng):
+    """Means of ``n_resamples`` resamples (with replacement) of ``values``, drawn in chunks of bounded memory."""
+    n = values.size
+    per_chunk = max(1, _BOOTSTRAP_CHUNK_VALUES // n)
+    means = np.empty(n_resamples)
+    for start in range(0, n_resamples, per_chunk):  # one resample per chunk beyond the budget: O(n), as the data
+        stop = min(n_resamples, start + per_chunk)
+        idx = rng.integers(0, n, size=(stop - start, n), dtype=np.int32 if n < 2**31 else np.int64)
+        means[start:stop] = values[idx].mean(axis=1)
+    return means
+
+
+def bootstrap_mean_difference(a, b, confidence=0.95, n_resamples=10_000, seed=0) -> dict:
+    """mean(a) - mean(b) with a percentile bootstrap interval (each population resampled independently).
+
+    The resamples are drawn in chunks of about ``_BOOTSTRAP_CHUNK_VALUES`` values, so memory stays bounded
+    (tens of MB) for any population size and number of resamples; the result does not depend on the chunking.
+    """
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
     a, b = _errors(a), _errors(b)
     diff = float(a.mean() - b.mean())
     if a.size < 2 or b.size < 2:
         return {"diff": diff, "low": math.nan, "high": math.nan}
-
-    def statistic(x, y, axis=-1):
-        return np.mean(x, axis=axis) - np.mean(y, axis=axis)
-
-    res = stats.bootstrap(
-        (a, b), statistic, vectorized=True, paired=False, confidence_level=confidence, n_resamples=n_resamples,
-        method="percentile", random_state=np.random.default_rng(seed),
-    )
-    return {"diff": diff, "low": float(res.confidence_interval.low), "high": float(res.confidence_interval.high)}
+    rng_a, rng_b = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    dist = _bootstrap_means(a, int(n_resamples), rng_a) - _bootstrap_means(b, int(n_resamples), rng_b)
+    alpha = (1 - confidence) / 2
+    low, high = np.percentile(dist, [100 * alpha, 100 * (1 - alpha)])
+    return {"diff": diff, "low": float(low), "high": float(high)}
 
 
 def compare_groups(groups, confidence=0.95, n_resamples=10_000, seed=0) -> list:

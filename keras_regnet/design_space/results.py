@@ -68,7 +68,7 @@ def read_results(path, required=("error",)) -> ResultsFile:
     """Read a JSONL results file; good records are kept, damaged lines are reported, never raised.
 
     A line is damaged when it is not valid JSON, not an object, misses a ``required`` key, has an ``error``
-    that is not a finite number, or is the last line without its newline (a write cut short by a crash).
+    that is not a finite number in [0, 100] (a top-1 error in %), or is the last line without its newline (a write cut short by a crash).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -97,6 +97,8 @@ def read_results(path, required=("error",)) -> ResultsFile:
             damaged.append((i + 1, text, f"missing keys {missing}"))
         elif "error" in rec and not _finite_number(rec["error"]):
             damaged.append((i + 1, text, f"'error' is not a finite number: {rec['error']!r}"))
+        elif "error" in rec and not 0 <= rec["error"] <= 100:
+            damaged.append((i + 1, text, f"'error' must be a percentage in [0, 100], got {rec['error']!r}"))
         else:
             records.append(rec)
             numbers_.append(i + 1)
