@@ -26,10 +26,15 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["DatasetInfo", "load_dataset", "check_images", "BadImagesWarning", "IMAGE_EXTENSIONS",
-           "IMAGENET_MANUAL_FILES"]
+__all__ = ["DatasetInfo", "load_dataset", "check_images", "align_labels", "BadImagesWarning", "SkippedFilesWarning",
+           "IMAGE_EXTENSIONS", "IMAGENET_MANUAL_FILES"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# Image formats TensorFlow cannot decode: such files in a folder are named in a warning instead of ignored silently.
+UNDECODABLE_EXTENSIONS = {".tif": "TIFF", ".tiff": "TIFF", ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF",
+                          ".jxl": "JPEG XL", ".jp2": "JPEG 2000", ".j2k": "JPEG 2000", ".ico": "ICO", ".svg": "SVG",
+                          ".psd": "PSD", ".tga": "TGA", ".ppm": "PPM", ".pgm": "PGM", ".pbm": "PBM", ".dng": "DNG",
+                          ".cr2": "raw (CR2)", ".nef": "raw (NEF)"}
 # The files tfds's imagenet2012 builder reads from manual_dir (its MANUAL_DOWNLOAD_INSTRUCTIONS).
 IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 _DIGITS_SIZE = 32
@@ -68,6 +73,9 @@ def load_dataset(
     shuffle_files: bool = False,
     decode: bool = True,
     bad_images: str = "skip",
+    follow_links: bool = False,
+    max_pixels: Optional[int] = None,
+    max_file_bytes: Optional[int] = None,
 ):
     """Load one split of an image-classification data set.
 
@@ -85,7 +93,15 @@ def load_dataset(
             (``tf.image.decode_and_crop_jpeg``). Digits are always decoded.
         bad_images: folders: what to do with files that are not readable images (empty, fake or corrupt; see
             :func:`check_images`): ``"skip"`` them with a :class:`BadImagesWarning` that counts and names them,
-            or ``"error"`` (a ValueError naming them).
+            or ``"error"`` (a ValueError naming them). Files that are not regular files (FIFOs, devices), larger
+            than ``max_file_bytes``, or whose header declares more than ``max_pixels`` pixels (GIF frames counted)
+            are bad images; they are never read whole.
+        follow_links: folders: symbolic links are followed once each (by real path: loops and second paths to
+            a folder or file already read are skipped and named in a :class:`SkippedFilesWarning`); links that
+            lead outside the data set's folder are skipped unless this is True.
+        max_pixels: folders: the pixel limit of one image (default
+            :data:`keras_regnet.export.image_guard.DEFAULT_MAX_PIXELS`, the serving limit, 40 megapixels).
+        max_file_bytes: folders: the size limit of one file (default 256 MiB).
 
     Returns:
         ``(dataset, info)``: a ``tf.data.Dataset`` yielding ``(image uint8 (H, W, C), label int64)`` in a fixed
@@ -103,9 +119,10 @@ def load_dataset(
         path = os.path.expanduser(name[len("folder:"):])
         if not os.path.isdir(path):
             raise FileNotFoundError(f"image folder {path!r} does not exist (from dataset {name!r}).")
-        return _load_folder(path, split, decode, bad_images)
+        return _load_folder(path, split, decode, bad_images, follow_links, max_pixels, max_file_bytes)
     if os.path.isdir(os.path.expanduser(name)):
-        return _load_folder(os.path.expanduser(name), split, decode, bad_images)
+        return _load_folder(os.path.expanduser(name), split, decode, bad_images, follow_links, max_pixels,
+                            max_file_bytes)
     if os.sep in name or name.startswith("."):
         raise FileNotFoundError(
             f"dataset {name!r} looks like a path but is not an existing directory. Give a directory of class "
@@ -142,6 +159,37 @@ def _bound(token, n):
         # Rounded like tfds's percent slices.
         return int(round(n * pct / 100.0))
     return int(token)
+
+
+def _fraction(token, n):
+    """Where a slice bound falls, as a fraction of the split (negative bounds count from the end)."""
+    if token.endswith("%"):
+        value = int(token[:-1]) / 100.0
+        return value + 1.0 if value < 0 else value
+    value = int(token) / max(n, 1)
+    return value + 1.0 if value < 0 else value
+
+
+def _check_slice(split, start, stop, n):
+    """Refuse a slice whose start comes after its end (``train[50%:10%]``): it can select nothing."""
+    if start is not None and stop is not None and _fraction(start, n) > _fraction(stop, n):
+        raise ValueError(
+            f"split {split!r} starts after it ends ({start} > {stop}), so it selects no images; write the smaller "
+            "bound first, e.g. 'train[10%:50%]'."
+        )
+
+
+def _check_selected(split, selected, labels, where):
+    """Refuse a slice that selects no images (a percent slice is taken within each class, rounded)."""
+    if len(selected):
+        return
+    counts = np.bincount(labels) if len(labels) else np.zeros(0, np.int64)
+    smallest = int(counts[counts > 0].min()) if (counts > 0).any() else 0
+    raise ValueError(
+        f"split {split!r} selects no images of {where} ({len(labels)} images in {int((counts > 0).sum())} classes, "
+        f"the smallest class has {smallest}; percent slices are taken within each class and rounded). Widen the "
+        "slice or add images."
+    )
 
 
 def _stratified_slice(labels: np.ndarray, start, stop) -> np.ndarray:
@@ -207,7 +255,10 @@ def digits_arrays(split: str = "train"):
         raise ValueError(f"the digits data set has splits 'train' and 'test', got {split!r}.")
     images, labels, test = _digits_raw()
     idx = np.flatnonzero(test if base == "test" else ~test)
-    idx = idx[_stratified_slice(labels[idx], start, stop)]
+    _check_slice(split, start, stop, len(idx))
+    picked = _stratified_slice(labels[idx], start, stop)
+    _check_selected(split, picked, labels[idx], "the digits data set")
+    idx = idx[picked]
     # 8x8 -> 32x32 by pixel replication (exact, no interpolation artefacts), grey -> RGB, [0, 16] -> [0, 255].
     factor = _DIGITS_SIZE // images.shape[1]
     grey = np.round(images[idx].astype(np.float64) * (255.0 / 16.0)).astype(np.uint8)
@@ -239,16 +290,77 @@ def _class_dirs(path) -> Sequence[str]:
     return sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith("."))
 
 
-def _images_in(path) -> Sequence[str]:
-    out = []
-    for root, dirs, files in os.walk(path, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS))
-    return out
-
-
 def _has_images(path) -> bool:
     return any(f.lower().endswith(IMAGE_EXTENSIONS) for f in os.listdir(path))
+
+
+def _inside(real, top) -> bool:
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def _walk_classes(root, class_names, top, follow_links):
+    """``(files per class, skipped [(path, why)])``: the image files under ``root/<class>``, depth first in sorted
+    order. Every folder and file is read once by its real path (symlink loops, links to a folder or file already
+    read, and links to the data set's root are skipped and named); links leading outside ``top`` (the data set's
+    folder) are skipped unless ``follow_links``; files of image formats TensorFlow cannot decode are named."""
+    top = os.path.realpath(top)
+    seen_dirs = {top, os.path.realpath(root)} | {os.path.realpath(os.path.join(root, c)) for c in class_names}
+    seen_files: dict = {}
+    skipped, per_class = [], []
+    for c in class_names:
+        files = []
+        start = os.path.join(root, c)
+        stack = [(start, os.path.realpath(start))]
+        while stack:
+            folder, real_folder = stack.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as e:
+                skipped.append((folder, f"unreadable folder ({e.strerror or e})"))
+                continue
+            subdirs = []
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                link = entry.is_symlink()
+                try:
+                    is_dir = entry.is_dir()  # follows links
+                except OSError:
+                    is_dir = False
+                real = os.path.realpath(entry.path) if link else os.path.join(real_folder, entry.name)
+                if link and not follow_links and not _inside(real, top):
+                    kind = "folder" if is_dir else "file"
+                    if is_dir or entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                        skipped.append((entry.path, f"link to a {kind} outside the data set (follow_links=True, "
+                                                    "--follow-links, reads it)"))
+                    continue
+                if is_dir:
+                    if real in seen_dirs:
+                        skipped.append((entry.path, "link to a folder already read (a loop, or a second path to it)"))
+                        continue
+                    seen_dirs.add(real)
+                    subdirs.append((entry.path, real))
+                    continue
+                ext = os.path.splitext(entry.name)[1].lower()
+                if ext not in IMAGE_EXTENSIONS:
+                    if ext in UNDECODABLE_EXTENSIONS:
+                        skipped.append((entry.path, f"{UNDECODABLE_EXTENSIONS[ext]} images are not decodable by "
+                                                    "TensorFlow; convert them to PNG or JPEG"))
+                    continue
+                if real in seen_files:
+                    skipped.append((entry.path, f"same file as {os.path.relpath(seen_files[real], top)} (linked)"))
+                    continue
+                seen_files[real] = real
+                files.append(entry.path)
+            stack.extend(reversed(subdirs))
+        per_class.append(files)
+    return per_class, skipped
+
+
+def _images_in(path) -> Sequence[str]:
+    """The image files under ``path`` (links followed once, none outside ``path``)."""
+    return _walk_classes(os.path.dirname(os.path.abspath(path)), [os.path.basename(os.path.abspath(path))],
+                         path, False)[0][0]
 
 
 def _folder_split_root(path, base):
@@ -278,12 +390,17 @@ class BadImagesWarning(UserWarning):
     """Some files of an image folder are not readable images and were skipped."""
 
 
+class SkippedFilesWarning(UserWarning):
+    """Some entries of an image folder were not read: symlink loops, links outside the data set, second paths to
+    a file already read, files of formats TensorFlow cannot decode."""
+
+
 # Folders up to this many images are checked by decoding every file; larger ones by their header only (a file
-# with a valid header but corrupt data then fails during training with TensorFlow's error).
+# with a valid header but corrupt data then fails during training with TensorFlow's error). The pixel limit and
+# the file size limit are checked for every file either way.
 FULL_CHECK_LIMIT = 20_000
-_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
-          (b"BM", "BMP"))
 _checked: dict = {}
+_UNKNOWN = "not a JPEG, PNG, GIF or BMP image, nor WebP (unknown header)"
 
 
 def _decode_problem(error) -> str:
@@ -292,68 +409,112 @@ def _decode_problem(error) -> str:
     return re.sub(r"\s*\[Op:\w+\]$", "", text) or type(error).__name__
 
 
-def _check_one(path, full):
-    """None if ``path`` reads as an image, else what is wrong with it."""
+def _check_one(path, full, max_pixels, max_bytes):
+    """None if ``path`` reads as an image, else what is wrong with it. Only regular files are opened (without
+    blocking), at most ``max_bytes`` are read, and the header's pixel count is checked before decoding."""
+    import stat
+
+    from keras_regnet.export import image_guard
+
     try:
-        with open(path, "rb") as f:
-            head = f.read(16) if not full else f.read()
+        st = os.stat(path)
     except OSError as e:
         return f"unreadable ({e.strerror or e})"
-    if not head:
+    if not stat.S_ISREG(st.st_mode):
+        return f"not a regular file ({image_guard.file_kind(st.st_mode)})"
+    if st.st_size == 0:
         return "empty file"
-    if not any(head.startswith(magic) for magic, _ in _MAGIC):
-        return "not a JPEG, PNG, GIF or BMP image (unknown header)"
+    if st.st_size > max_bytes:
+        return f"larger than the limit of {max_bytes} bytes ({st.st_size} bytes; max_file_bytes)"
+    try:
+        f, _ = image_guard.open_regular(path)
+        with f:
+            data = f.read(image_guard.HEADER_BYTES)
+            try:
+                fmt = image_guard.image_size(data)[0]
+            except ValueError as e:
+                if not str(e).startswith("truncated") or len(data) < image_guard.HEADER_BYTES:
+                    return _UNKNOWN if str(e).startswith("not a") else f"corrupt ({e})"
+                fmt = None  # a JPEG whose frame header comes after 64 KiB of metadata
+            if full or fmt in (None, "GIF"):
+                data += f.read(max_bytes + 1 - len(data))
+    except (OSError, ValueError) as e:
+        return f"unreadable ({getattr(e, 'strerror', None) or e})"
+    if len(data) > max_bytes:
+        return f"larger than the limit of {max_bytes} bytes (max_file_bytes)"
+    try:
+        image_guard.check_image_bytes(data, max_pixels, what="@")
+    except ValueError as e:
+        problem = str(e)[3:] if str(e).startswith("@: ") else str(e)
+        return problem if isinstance(e, image_guard.ImageTooLargeError) else f"corrupt ({problem.rstrip('.')})"
     if not full:
         return None
     import tensorflow as tf
 
     try:
-        tf.io.decode_image(head, channels=3, expand_animations=False)
+        tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
         return f"corrupt ({_decode_problem(e)})"
     return None
 
 
-def check_images(files, full=None):
-    """``{path: problem}`` for the files that are not readable images: empty, no JPEG/PNG/GIF/BMP header, or (with
-    ``full``; default: when there are at most :data:`FULL_CHECK_LIMIT` files) failing to decode. Results are
-    remembered per file (path, size, mtime) for the process."""
+def _limits(max_pixels, max_file_bytes):
+    from keras_regnet.export import image_guard
+
+    max_pixels = image_guard.check_max_pixels(image_guard.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+    max_bytes = image_guard.DEFAULT_MAX_FILE_BYTES if max_file_bytes is None else max_file_bytes
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ValueError(f"max_file_bytes must be a positive integer, got {max_file_bytes!r}.")
+    return max_pixels, max_bytes
+
+
+def check_images(files, full=None, max_pixels=None, max_file_bytes=None):
+    """``{path: problem}`` for the files that are not readable images: not a regular file (FIFO, device), empty,
+    larger than ``max_file_bytes`` (default 256 MiB), no JPEG/PNG/GIF/BMP/WebP header, a header declaring more
+    than ``max_pixels`` pixels (default: the serving limit, 40 megapixels; GIF frames counted), or (with
+    ``full``; default: when there are at most :data:`FULL_CHECK_LIMIT` files) failing to decode. No file is read
+    whole before its header passed. Results are remembered per file (path, size, mtime, limits) for the process."""
     from concurrent.futures import ThreadPoolExecutor
 
+    max_pixels, max_bytes = _limits(max_pixels, max_file_bytes)
     full = len(files) <= FULL_CHECK_LIMIT if full is None else full
     keys = []
     for f in files:
         try:
             st = os.stat(f)
-            keys.append((f, st.st_size, st.st_mtime_ns, full))
+            keys.append((f, st.st_size, st.st_mtime_ns, full, max_pixels, max_bytes))
         except OSError:
-            keys.append((f, None, None, full))
+            keys.append((f, None, None, full, max_pixels, max_bytes))
     todo = [k for k in keys if k not in _checked]
     if todo:
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            for key, problem in zip(todo, pool.map(lambda k: _check_one(k[0], k[3]), todo)):
+            for key, problem in zip(todo, pool.map(lambda k: _check_one(k[0], k[3], k[4], k[5]), todo)):
                 _checked[key] = problem
     return {k[0]: _checked[k] for k in keys if _checked[k] is not None}
 
 
-def _drop_bad_images(root, files, labels, bad_images):
+def _listed(items, root, limit=5):
+    text = "; ".join(f"{os.path.relpath(f, root)}: {why}" for f, why in items[:limit])
+    return text + (f"; and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _drop_bad_images(root, files, labels, bad_images, max_pixels=None, max_file_bytes=None):
     """Check the folder's files; skip (with a counted warning) or refuse the bad ones."""
     if bad_images not in ("skip", "error"):
         raise ValueError(f"bad_images must be 'skip' or 'error', got {bad_images!r}.")
-    bad = check_images(files)
+    bad = check_images(files, max_pixels=max_pixels, max_file_bytes=max_file_bytes)
     if not bad:
         return files, labels
-    listed = "; ".join(f"{os.path.relpath(f, root)}: {why}" for f, why in list(bad.items())[:5])
-    more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+    listed = _listed(list(bad.items()), root)
     if bad_images == "error":
         raise ValueError(
-            f"{len(bad)} of {len(files)} files under {root!r} are not readable images: {listed}{more}. Remove or "
+            f"{len(bad)} of {len(files)} files under {root!r} are not readable images: {listed}. Remove or "
             "replace them, or skip them (bad_images='skip', --bad-images skip)."
         )
     import warnings
 
     warnings.warn(
-        f"skipped {len(bad)} of {len(files)} files under {root!r} that are not readable images: {listed}{more} "
+        f"skipped {len(bad)} of {len(files)} files under {root!r} that are not readable images: {listed} "
         "(--bad-images error stops instead).",
         BadImagesWarning,
         stacklevel=4,
@@ -362,15 +523,21 @@ def _drop_bad_images(root, files, labels, bad_images):
     return [files[i] for i in keep], labels[keep]
 
 
-def _load_folder(path, split, decode=True, bad_images="skip"):
+def _load_folder(path, split, decode=True, bad_images="skip", follow_links=False, max_pixels=None,
+                 max_file_bytes=None):
     import tensorflow as tf
 
+    max_pixels, max_file_bytes = _limits(max_pixels, max_file_bytes)
     base, start, stop = _parse_split(split)
     root = _folder_split_root(path, base)
     class_names = _class_dirs(root)
+    per_class, skipped = _walk_classes(root, class_names, path, follow_links)
+    if skipped:
+        import warnings
+
+        warnings.warn(f"not read under {root!r}: {_listed(skipped, root, 10)}.", SkippedFilesWarning, stacklevel=3)
     files, labels = [], []
-    for i, c in enumerate(class_names):
-        found = _images_in(os.path.join(root, c))
+    for i, found in enumerate(per_class):
         files.extend(found)
         labels.extend([i] * len(found))
     if not files:
@@ -379,10 +546,19 @@ def _load_folder(path, split, decode=True, bad_images="skip"):
         )
     labels = np.asarray(labels, np.int64)
     # Bad files are dropped before slicing, so train[:90%] / train[90%:] still partition the readable images.
-    files, labels = _drop_bad_images(root, files, labels, bad_images)
+    files, labels = _drop_bad_images(root, files, labels, bad_images, max_pixels, max_file_bytes)
     if not files:
         raise FileNotFoundError(f"no readable images under {root!r}; expected {root}/<class>/<image files>.")
+    empty = [c for i, c in enumerate(class_names) if not np.any(labels == i)]
+    if empty:
+        raise ValueError(
+            f"class folder{'s' if len(empty) > 1 else ''} {', '.join(repr(c) for c in empty)} under {root!r} "
+            f"{'have' if len(empty) > 1 else 'has'} no readable images (empty, or every file skipped); a class "
+            "without images would be an output the model never learns. Add images or remove the folder."
+        )
+    _check_slice(split, start, stop, len(files))
     idx = _stratified_slice(labels, start, stop)
+    _check_selected(split, idx, labels, repr(root))
     files = [files[i] for i in idx]
     labels = labels[idx]
 
@@ -392,7 +568,7 @@ def _load_folder(path, split, decode=True, bad_images="skip"):
         image.set_shape((None, None, 3))
         return image, label
 
-    ds = tf.data.Dataset.from_tensor_slices((files, labels))
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(files, tf.string), labels))
     if decode:
         ds = ds.map(decode_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:
@@ -408,6 +584,29 @@ def _load_folder(path, split, decode=True, bad_images="skip"):
         encoded=not decode,
     )
     return ds, info
+
+
+def align_labels(ds, info, class_names):
+    """``(ds, info)`` of a split relabelled by class *name* against ``class_names`` (the model's classes, i.e. the
+    training split's), so that every split uses one list. A split may lack some of the classes; one with a class
+    the model does not have is refused (ValueError naming both lists). Call it on every evaluation split."""
+    names = tuple(str(c) for c in class_names)
+    own = tuple(str(c) for c in info.class_names)
+    if own == names:
+        return ds, info
+    extra = [c for c in own if c not in names]
+    if extra:
+        raise ValueError(
+            f"the {info.split!r} split of {info.name!r} has class{'es' if len(extra) > 1 else ''} "
+            f"{', '.join(repr(c) for c in extra)} that the model does not have: its classes are {list(own)}, the "
+            f"model's (from the training split) are {list(names)}. Give every split the same class folders (a split "
+            "may lack some)."
+        )
+    import tensorflow as tf
+
+    table = tf.constant([names.index(c) for c in own], tf.int64)
+    ds = ds.map(lambda x, y: (x, tf.gather(table, tf.cast(y, tf.int64))), deterministic=True)
+    return ds, dataclasses.replace(info, num_classes=len(names), class_names=names)
 
 
 # ---------------------------------------------------------------------------------------------------------------
