@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["InferenceModel", "inference_function"]
+__all__ = ["InferenceModel", "inference_function", "set_fast_path", "fast_path_info"]
 
 _ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax")
 
@@ -246,3 +246,279 @@ class InferenceModel:
         if not outs:
             raise ValueError("predict got an empty batch (0 images).")
         return np.concatenate(outs, axis=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The default inference path of keras_regnet models.
+#
+# A RegNetModel's ``call`` (inference: ``training`` False or None) and ``predict`` ask this module first
+# (:func:`fast_call`, :func:`prepare_predict`): from the second inference use with unchanged weights on, they run an
+# ``InferenceModel`` of the model, rebuilt whenever the weights or the trainable flags changed. Weight changes are
+# seen through a per-model counter that every assignment to one of the model's variables bumps, eager or inside a
+# traced function (``fit``, ``train_on_batch``, custom training loops, ``set_weights``, ``load_weights``, BatchNorm
+# statistics), see :func:`keras_regnet._compat.on_variable_assign`. The fast path is used only where it cannot be
+# stale or wrong: eagerly (no gradient tape recording: gradients need the variables) and inside the traced
+# ``predict`` function, which is re-made whenever the fast path is rebuilt. Everywhere else (other backends, a tape,
+# a ``tf.function`` of the user's, ``evaluate``, symbolic calls, masks, other input shapes) the Keras graph runs.
+
+_STATE_ATTR = "_keras_regnet_fast_path"
+_WARM_USES = 2  # build on the second inference use with the same weights: one-off calls never pay for a build
+
+
+class _Counter:
+    """A model's weight-change counter: a scalar int64 tf.Variable, bumped by every assignment to its variables."""
+
+    __slots__ = ("variable", "untracked")
+
+    def __init__(self, tf):
+        with tf.init_scope():
+            self.variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="keras_regnet_weights_version")
+        self.untracked = False  # set when an assignment could not be counted (then the fast path turns itself off)
+
+    def bump(self):
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context():
+            self.untracked = True  # per-replica updates: not counted, so never trust a snapshot again
+            return
+        self.variable.assign_add(1)
+
+
+class _State:
+    __slots__ = ("counter", "key", "uses", "fast", "predict_with", "enabled", "builds", "calls", "failure")
+
+    def __init__(self, counter):
+        self.counter = counter
+        self.key = None
+        self.uses = 0
+        self.fast = None
+        self.predict_with = None  # the InferenceModel the model's current predict_function was traced with
+        self.enabled = True
+        self.builds = 0
+        self.calls = 0  # calls answered by the fast path
+        self.failure = None
+
+
+def _state(model, create=True):
+    state = model.__dict__.get(_STATE_ATTR)
+    if state is None and create:
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            return None
+        tf = _tf()
+        _compat().on_variable_assign(_bump_counters)
+        counter = _Counter(tf)
+        for variable in model.weights:
+            for v in _compat().variable_objects(variable):  # the Keras variable and the tf.Variable it wraps
+                object.__setattr__(v, _STATE_ATTR, (*getattr(v, _STATE_ATTR, ()), counter))
+        state = _State(counter)
+        object.__setattr__(model, _STATE_ATTR, state)
+    return state
+
+
+def _bump_counters(variable):
+    """Called by every Keras variable assignment (eager or traced): bump the counters of the models holding it."""
+    for counter in getattr(variable, _STATE_ATTR, ()):
+        counter.bump()
+
+
+def track_weights(model):
+    """Start counting weight changes of ``model`` (call it when the model is built, before any training function is
+    traced; the model class does). A no-op on backends other than TensorFlow."""
+    _state(model)
+
+
+def set_fast_path(model, enabled=True):
+    """Turn ``model``'s fast default inference path on or off (on by default; off: ``predict`` and
+    ``model(x, training=False)`` run the Keras graph as ``keras.Model`` does)."""
+    state = _state(model)
+    if state is None:
+        return
+    state.enabled = bool(enabled)
+
+
+def fast_path_info(model):
+    """What the default inference path of ``model`` is doing: ``{"active", "builds", "calls", "enabled", "failure"}``.
+
+    ``active``: a fast path is built for the current weights; ``builds``: how many times it was (re)built;
+    ``calls``: inference calls it answered (eager calls and ``predict`` calls); ``failure``: why it could not be
+    built, if it could not (the Keras graph runs then).
+    """
+    state = _state(model, create=False)
+    if state is None:
+        return {"active": False, "builds": 0, "calls": 0, "enabled": False, "failure": None}
+    return {"active": state.fast is not None, "builds": state.builds, "calls": state.calls,
+            "enabled": state.enabled, "failure": state.failure}
+
+
+def _key(model, state):
+    if state.counter.untracked:
+        return None
+    layers = _compat().all_layers(model)
+    return (int(state.counter.variable.numpy()), tuple(layer.trainable for layer in layers), model.dtype_policy.name)
+
+
+def _current(model):
+    """The InferenceModel for ``model``'s current weights (building it on the second use), or None. Eager only."""
+    state = _state(model)
+    if state is None or not state.enabled:
+        return None
+    key = _key(model, state)
+    if key is None:
+        state.fast, state.key = None, None
+        return None
+    if key != state.key:
+        state.key, state.uses, state.fast, state.failure = key, 0, None, None
+    state.uses += 1
+    if state.fast is None and state.failure is None and state.uses >= _WARM_USES:
+        try:
+            state.fast = InferenceModel(model)
+            state.builds += 1
+        except Exception as e:  # noqa: BLE001 - anything the fast path cannot express runs as Keras graph
+            state.failure = f"{type(e).__name__}: {e}"
+    return state.fast
+
+
+_PREDICTING = []  # models whose predict function is being made by prepare_predict's caller (a stack)
+
+
+class _Predicting:
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        _PREDICTING.append(self.model)
+
+    def __exit__(self, *exc):
+        _PREDICTING.pop()
+
+
+def prepare_predict(model):
+    """Before ``predict``/``predict_on_batch``: bring the fast path up to date and re-make ``model``'s predict
+    function if it was traced with another one. Returns a context manager to run the Keras predict in."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return _Predicting(None)
+    fast = _current(model)
+    state = _state(model, create=False)
+    if state is not None and state.predict_with is not fast:
+        model.predict_function = None  # traced with other weights or without the fast path: trace again
+        state.predict_with = fast
+    if fast is not None:
+        state.calls += 1
+    return _Predicting(model if fast is not None else None)
+
+
+def _as_input(tf, model, inputs):
+    """``inputs`` as the tensor the fast function takes, or None when they are not a plain batch it accepts."""
+    import keras
+
+    if isinstance(inputs, (dict, list, tuple)) or keras.backend.is_keras_tensor(inputs) or len(model.inputs) != 1:
+        return None
+    try:
+        x = tf.convert_to_tensor(inputs)
+    except (TypeError, ValueError):
+        return None
+    spec = model.inputs[0]
+    if not (x.dtype.is_floating or x.dtype.is_integer) or x.shape.rank != len(spec.shape):
+        return None
+    if any(d is not None and d != s for d, s in zip(x.shape[1:], spec.shape[1:])):
+        return None
+    dtype = getattr(spec.dtype, "name", spec.dtype)
+    return tf.cast(x, dtype) if x.dtype != dtype else x
+
+
+def fast_call(model, inputs, training=None, mask=None):
+    """``model(inputs, training)`` by the fast path, or None where the Keras graph must run (see above).
+
+    Called at the start of every call of the model (also symbolic and training calls: the first one starts the
+    weight-change counting, before the assignments of a traced training step are traced)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    state = _state(model)
+    if training or mask is not None or not state.enabled:
+        return None
+    tf = _tf()
+    if tf.executing_eagerly():
+        if _compat().tape_recording():
+            return None
+        x = _as_input(tf, model, inputs)
+        if x is None:
+            return None
+        fast = _current(model)
+        if fast is None:
+            return None
+        state.calls += 1
+        return fast.function(x)
+    if _PREDICTING and _PREDICTING[-1] is model and state.predict_with is not None:
+        # Tracing the predict function that prepare_predict re-made for the current fast path.
+        x = _as_input(tf, model, inputs)
+        if x is not None:
+            return state.predict_with.function(x)
+    return None
+
+
+# --------------------------------------------------------------------------- Keras / TensorFlow internals used here
+
+
+def _compat():
+    return _internals
+
+
+class _internals:  # noqa: N801 - a namespace (moves to keras_regnet._compat)
+    _assign_hooks = []
+
+    @staticmethod
+    def on_variable_assign(hook):
+        """Call ``hook(variable)`` after every assignment to a Keras variable on the TensorFlow backend, eager or
+        traced (``Variable.assign*``, ``set_weights``, ``load_weights``, BatchNorm statistics, every optimizer
+        update, which the TF optimizer applies to the underlying ``tf.Variable``)."""
+        hooks = _internals._assign_hooks
+        if hook in hooks:
+            return
+        hooks.append(hook)
+        if len(hooks) > 1:
+            return
+        from keras.src.backend.tensorflow import core
+        from keras.src.backend.tensorflow import optimizer as tf_optimizer
+
+        direct_assign = core.Variable._direct_assign
+
+        def _direct_assign(self, value):
+            direct_assign(self, value)
+            for h in hooks:
+                h(self)
+
+        core.Variable._direct_assign = _direct_assign
+        for name in ("assign", "assign_add", "assign_sub"):
+            original = getattr(tf_optimizer.TFOptimizer, name)
+
+            def patched(self, variable, value, _original=original):
+                result = _original(self, variable, value)
+                for h in hooks:
+                    h(variable)
+                return result
+
+            setattr(tf_optimizer.TFOptimizer, name, patched)
+
+    @staticmethod
+    def variable_objects(variable):
+        """The Keras variable and the ``tf.Variable`` holding its value (the TF optimizer updates the latter)."""
+        inner = getattr(variable, "_value", None)
+        return (variable,) if inner is None else (variable, inner)
+
+    @staticmethod
+    def tape_recording():
+        """Whether a gradient tape could record the ops run now (eager)."""
+        from tensorflow.python.eager import record
+
+        return record.could_possibly_record()
+
+    @staticmethod
+    def all_layers(model):
+        """Every layer inside ``model``, nested ones included."""
+        return model._flatten_layers(include_self=False, recursive=True)
