@@ -1,52 +1,29 @@
-"""Keras building blocks of AnyNet/RegNet: stock Keras layers plus GroupConv2D and BatchNorm (faster TF paths),
-created by a recording builder.
+"""The Keras side of the layer plan: :class:`Builder` creates one stock Keras layer (or GroupConv2D / BatchNorm, the
+faster TF paths) per :class:`keras_regnet.plan.Layer`, in the plan's order, and wires them as the plan says.
 
-Layer names are stable and hierarchical (pycls style, 1-indexed): ``stem_conv``, ``s2_b3_conv_b``,
-``s2_b3_se_reduce``, ``s2_b3_proj_bn``, ``s2_b3_add``, ``head_fc``. The names are for people; the package itself
-never parses them. While it creates the layers, :class:`Builder` records what each one is (its stage, block, role
-and output stride) and where each stage ends, and the model keeps that record (``RegNetModel.layer_roles``,
-``RegNetModel.feature_info``): weight conversion, feature taps, freezing and Grad-CAM are lookups in it.
+The architecture itself (names, stages, blocks, roles, widths, groups, SE width, strides) is decided in
+:mod:`keras_regnet.plan`; nothing here derives it again. While it creates the layers, the builder keeps each
+layer's output tensor and the plan's record of what each layer is (its stage, block, role and output stride) and
+where each stage ends; the model keeps that record (``RegNetModel.layer_roles``, ``RegNetModel.feature_info``).
 
 Both image data formats are supported: ``channels_last`` (the default, TensorFlow's native CPU layout) and
-``channels_first`` (``keras.config.set_image_data_format``); the channel axis is taken from the Keras config.
+``channels_first``; the builder creates every layer in its own ``data_format``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import keras
 
+from keras_regnet import plan as plan_lib
 from keras_regnet.design import bottleneck_width
 from keras_regnet.layers import BatchNorm, GroupConv2D
+from keras_regnet.plan import ONEDNN_MIN_STRIDED_1X1_CHANNELS, PADDINGS, FeatureInfo, LayerRole  # noqa: F401
 
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "PADDINGS", "Builder", "FeatureInfo", "LayerRole", "bottleneck_width"]
 
 # PyTorch's BatchNorm2d defaults (eps 1e-5, momentum 0.1 == Keras momentum 0.9), for parity with pycls/timm weights.
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
-# Below this input width a strided 1x1 projection is computed as subsample + stride-1 conv (see Builder.block).
-ONEDNN_MIN_STRIDED_1X1_CHANNELS = 16
-PADDINGS = ("symmetric", "same")
-
-
-class FeatureInfo(NamedTuple):
-    """Where a feature map comes from: its layer, channel count and stride (input pixels per feature pixel)."""
-
-    layer: str
-    channels: int
-    stride: int
-
-
-class LayerRole(NamedTuple):
-    """What a layer is in the network: its part ('preprocessing', 'stem', 's1'.., 'head'), block (1-based, or 0
-    outside blocks), role within the block ('conv_a', 'bn_b', 'se_reduce', 'proj_conv', 'out', ...; 'conv', 'bn',
-    'fc' ... in the stem and head) and the stride of its output (input pixels per output pixel)."""
-
-    stage: str
-    block: int
-    role: str
-    stride: int
 
 
 def conv_initializer():
@@ -60,7 +37,7 @@ def channel_axis() -> int:
 
 
 class Builder:
-    """Creates the layers of one AnyNet and records each one's :class:`LayerRole` and each stage's output.
+    """Creates the Keras layers of a :class:`keras_regnet.plan.LayerPlan` and records their roles and stage outputs.
 
     ``padding``: ``"symmetric"`` pads stride-2 3x3 convs by 1 pixel on every side (PyTorch; the default) or
     ``"same"`` (TF's asymmetric padding: Keras 2's ``tf_keras.applications.RegNet*`` architecture).
@@ -80,156 +57,162 @@ class Builder:
         self.stages = {}  # stage name -> FeatureInfo of its output
         self.stage_tensors = {}  # stage name -> its output tensor
         self.tensors = {}  # layer name -> its output tensor
-        self._where = ("preprocessing", 0, 1)  # current (stage, block, stride)
+        self._where = ("preprocessing", 0, 1)  # (stage, block, stride) after the last part added
+        self._normalization = None  # (scale, offset) of the 'rescale' layer
 
-    # -------------------------------------------------------------------------------------------- primitives
+    @classmethod
+    def for_plan(cls, plan):
+        """A builder with the plan's padding and data format."""
+        return cls(plan.options.padding, plan.options.data_format)
 
-    def _apply(self, layer, inputs, role, stride=None):
-        stage, block, current = self._where
-        self.roles[layer.name] = LayerRole(stage, block, role, current if stride is None else stride)
-        out = self.tensors[layer.name] = layer(inputs)
+    # -------------------------------------------------------------------------------------------- the plan
+
+    def build(self, plan, x):
+        """Create every layer of ``plan`` in order on input tensor ``x``; return the output of its last layer."""
+        if plan.options.padding != self.padding or plan.options.data_format != self.data_format:
+            raise ValueError(
+                f"this builder makes padding={self.padding!r}, data_format={self.data_format!r} layers; the plan "
+                f"has padding={plan.options.padding!r}, data_format={plan.options.data_format!r} "
+                "(use Builder.for_plan(plan))."
+            )
+        channels = x.shape[self.axis]
+        if channels is not None and int(channels) != plan.options.input_channels:
+            raise ValueError(
+                f"the input has {int(channels)} channels ({self.data_format}); the plan was made for "
+                f"input_channels={plan.options.input_channels}."
+            )
+        if plan.options.normalization == "unit":
+            self._normalization = (1.0 / 255.0, 0.0)
+        else:
+            from keras_regnet.preprocessing import normalization_constants
+
+            self._normalization = normalization_constants(plan.options.input_channels)
+        self.tensors[plan_lib.INPUT] = x
+        out = self.realise(plan.layers)
+        self.roles.update(plan.layer_roles())
+        for stage, info in plan.stages:
+            self.stages[stage] = info
+            self.stage_tensors[stage] = self.tensors[info.layer]
         return out
 
-    def _bn(self, x, name, role):
-        layer = BatchNorm(axis=self.axis, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
-        return self._apply(layer, x, role)
+    def realise(self, layers):
+        """Create and call one Keras layer per planned layer (Layer objects or rows); return the last output."""
+        out = None
+        for layer in layers:
+            if not isinstance(layer, plan_lib.Layer):
+                layer = plan_lib.Layer(*layer)
+            inputs = [self.tensors[name] for name in layer.inputs]
+            out = self.tensors[layer.name] = self.make_layer(layer)(inputs[0] if len(inputs) == 1 else inputs)
+            self.roles[layer.name] = layer.layer_role
+            self._where = (layer.stage, layer.block, layer.out_stride)
+        return out
 
-    def _conv3x3(self, x, filters, stride, groups, name, role, grouped):
-        """3x3 conv; stride 2 pads 1 pixel on every side then runs 'valid', as PyTorch does.
+    def make_layer(self, layer):
+        """The Keras layer of one planned layer (by its kind)."""
+        kind, name, fmt = layer.kind, layer.name, self.data_format
+        if kind in ("conv", "group_conv"):
+            conv_cls, extra = (GroupConv2D, {"groups": layer.groups}) if kind == "group_conv" else (keras.layers.Conv2D, {})
+            return conv_cls(
+                layer.channels_out, layer.kernel, strides=layer.stride, padding=layer.padding, use_bias=layer.bias,
+                activation=layer.activation, kernel_initializer=conv_initializer(), data_format=fmt, name=name,
+                **extra,
+            )
+        if kind == "bn":
+            return BatchNorm(axis=self.axis, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+        if kind == "relu":
+            return keras.layers.ReLU(name=name)
+        if kind == "pad":
+            return keras.layers.ZeroPadding2D(layer.pad, data_format=fmt, name=name)
+        if kind == "max_pool":
+            return keras.layers.MaxPooling2D(layer.kernel, strides=layer.stride, padding=layer.padding,
+                                             data_format=fmt, name=name)
+        if kind == "se_pool":
+            return keras.layers.GlobalAveragePooling2D(keepdims=True, data_format=fmt, name=name)
+        if kind == "global_avg_pool":
+            return keras.layers.GlobalAveragePooling2D(data_format=fmt, name=name)
+        if kind == "global_max_pool":
+            return keras.layers.GlobalMaxPooling2D(data_format=fmt, name=name)
+        if kind == "multiply":
+            return keras.layers.Multiply(name=name)
+        if kind == "add":
+            return keras.layers.Add(name=name)
+        if kind == "dropout":
+            return keras.layers.Dropout(layer.rate, name=name)
+        if kind == "dense":
+            # pycls's head init: normal with std 0.01, zero bias.
+            return keras.layers.Dense(
+                layer.channels_out, use_bias=layer.bias, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                bias_initializer="zeros", name=name,
+            )
+        if kind == "activation":
+            # float32 even under mixed precision: probabilities and losses need the range.
+            return keras.layers.Activation(layer.activation, dtype="float32", name=name)
+        if kind == "rescale":
+            return keras.layers.Rescaling(*self._rescale_constants(), name=name)
+        raise ValueError(f"unknown layer kind {kind!r} in the plan (layer {name!r}).")
 
-        TF's 'same' pads asymmetrically (only bottom/right) at stride 2, which shifts the sampling grid by one pixel
-        and changes the outputs of weights trained in PyTorch.
-        """
-        padding = "same"
-        if stride > 1 and self.padding == "symmetric":
-            pad_role = "pad" if role == "conv" else "pad_b"
-            pad = keras.layers.ZeroPadding2D(1, data_format=self.data_format, name=name.replace("conv", "pad"))
-            x = self._apply(pad, x, pad_role)
-            padding = "valid"
-        conv_cls = GroupConv2D if grouped else keras.layers.Conv2D
-        kwargs = {"groups": groups} if grouped else {}
-        layer = conv_cls(
-            filters, 3, strides=stride, padding=padding, use_bias=False,
-            kernel_initializer=conv_initializer(), data_format=self.data_format, name=name, **kwargs,
-        )
-        return self._apply(layer, x, role, stride=self._where[2] * stride)
-
-    def _conv1x1(self, x, filters, name, role, **kwargs):
-        layer = keras.layers.Conv2D(filters, 1, kernel_initializer=conv_initializer(), data_format=self.data_format,
-                                    name=name, **kwargs)
-        return self._apply(layer, x, role)
-
-    # -------------------------------------------------------------------------------------------- network parts
-
-    def preprocessing(self, x, scale, offset):
-        """Rescale RGB [0, 255] with per-channel ``scale`` and ``offset`` (lists), on the channel axis.
+    def _rescale_constants(self):
+        """(scale, offset) on the channel axis.
 
         Per-channel constants are stored with rank 3, shaped (C, 1, 1) or (1, 1, C), so they broadcast on the
         channel axis of the format the model was built in: Keras's Rescaling reshapes a lower-rank scale by the
         *global* data format at call time, which would break a model called while the other format is set.
         """
+        scale, offset = self._normalization
         if isinstance(scale, (list, tuple)):
             if self.axis == 1:
                 scale, offset = [[[s]] for s in scale], [[[o]] for o in offset]
             else:
                 scale, offset = [[list(scale)]], [[list(offset)]]
-        return self._apply(keras.layers.Rescaling(scale=scale, offset=offset, name="preprocessing"), x, "rescale")
+        return scale, offset
+
+    # -------------------------------------------------------------------------------------------- parts
+
+    def _source(self, x):
+        """The name under which tensor ``x`` is known to this builder (registered as an outside input if new)."""
+        for name, tensor in self.tensors.items():
+            if tensor is x:
+                return name
+        name = plan_lib.INPUT if plan_lib.INPUT not in self.tensors else f"{plan_lib.INPUT}:{len(self.tensors)}"
+        self.tensors[name] = x
+        return name
+
+    def _channels(self, x):
+        return int(x.shape[self.axis])
+
+    def preprocessing(self, x, scale, offset):
+        """Rescale RGB [0, 255] with per-channel ``scale`` and ``offset`` (lists), on the channel axis."""
+        self._normalization = (scale, offset)
+        return self.realise(plan_lib.preprocessing_rows(self._source(x), self._channels(x)))
 
     def stem(self, x, width, kind="imagenet"):
-        """Stem: 3x3 conv (stride 2 for 'imagenet', stride 1 for 'cifar') -> BN -> ReLU."""
-        stride = 2 if kind == "imagenet" else 1
-        self._where = ("stem", 0, 1)
-        x = self._conv3x3(x, width, stride, 1, "stem_conv", "conv", grouped=False)
-        self._where = ("stem", 0, stride)
-        x = self._bn(x, "stem_bn", "bn")
-        x = self._apply(keras.layers.ReLU(name="stem_relu"), x, "relu")
-        self._end_stage("stem", x, "stem_relu", width)
-        return x
+        """The planned stem (see :func:`keras_regnet.plan.stem_rows`) on ``x``."""
+        out = self.realise(plan_lib.stem_rows(self._source(x), self._channels(x), width, kind, self.padding))
+        self.stages["stem"] = FeatureInfo("stem_relu", int(width), self._where[2])
+        self.stage_tensors["stem"] = out
+        return out
 
     def block(self, x, w_in, w_out, stride, bottleneck_ratio, group_width, se_ratio, stage, index):
-        """Residual bottleneck (X) block, with Squeeze-and-Excitation when ``se_ratio`` > 0 (Y block).
-
-        1x1 conv-BN-ReLU, 3x3 group conv (stride here)-BN-ReLU, [SE], 1x1 conv-BN; projection shortcut
-        (1x1 conv with stride + BN) when width or stride changes; add; ReLU.
-        """
-        name = f"{stage}_b{index}"
-        in_stride = self._where[2]
-        out_stride = in_stride * stride
-        w_b = bottleneck_width(w_out, bottleneck_ratio)
-        groups = w_b // group_width
-        shortcut = x
-        self._where = (stage, index, out_stride)
-        if w_in != w_out or stride != 1:
-            proj_stride = stride
-            if stride > 1 and w_in < ONEDNN_MIN_STRIDED_1X1_CHANNELS:
-                # TF 2.21's oneDNN kernel for the filter gradient of a strided 1x1 conv with fewer than 16 input
-                # channels corrupts memory and aborts the process. Subsampling first (a 1x1 max-pool with the stride)
-                # and then a stride-1 1x1 conv computes exactly the same function and trains safely.
-                pool = keras.layers.MaxPooling2D(1, strides=stride, data_format=self.data_format,
-                                                 name=f"{name}_proj_pool")
-                shortcut = self._apply(pool, shortcut, "proj_pool")
-                proj_stride = 1
-            shortcut = self._conv1x1(shortcut, w_out, f"{name}_proj_conv", "proj_conv", strides=proj_stride,
-                                     use_bias=False)
-            shortcut = self._bn(shortcut, f"{name}_proj_bn", "proj_bn")
-        self._where = (stage, index, in_stride)  # conv_a runs at the input resolution; the stride is in conv_b
-        y = self._conv1x1(x, w_b, f"{name}_conv_a", "conv_a", use_bias=False)
-        y = self._bn(y, f"{name}_bn_a", "bn_a")
-        y = self._apply(keras.layers.ReLU(name=f"{name}_relu_a"), y, "relu_a")
-        y = self._conv3x3(y, w_b, stride, groups, f"{name}_conv_b", "conv_b", grouped=True)
-        self._where = (stage, index, out_stride)
-        y = self._bn(y, f"{name}_bn_b", "bn_b")
-        y = self._apply(keras.layers.ReLU(name=f"{name}_relu_b"), y, "relu_b")
-        w_se = int(round(w_in * se_ratio))
-        if w_se:
-            pool = keras.layers.GlobalAveragePooling2D(keepdims=True, data_format=self.data_format,
-                                                       name=f"{name}_se_pool")
-            s = self._apply(pool, y, "se_pool")
-            s = self._conv1x1(s, w_se, f"{name}_se_reduce", "se_reduce", activation="relu")
-            s = self._conv1x1(s, w_b, f"{name}_se_expand", "se_expand", activation="sigmoid")
-            y = self._apply(keras.layers.Multiply(name=f"{name}_se_scale"), [y, s], "se_scale")
-        y = self._conv1x1(y, w_out, f"{name}_conv_c", "conv_c", use_bias=False)
-        y = self._bn(y, f"{name}_bn_c", "bn_c")
-        y = self._apply(keras.layers.Add(name=f"{name}_add"), [shortcut, y], "add")
-        return self._apply(keras.layers.ReLU(name=f"{name}_out"), y, "out")
+        """One planned residual block (see :func:`keras_regnet.plan.block_rows`) on ``x``."""
+        rows = plan_lib.block_rows(self._source(x), stage, index, w_in, w_out, stride, bottleneck_ratio,
+                                   group_width, se_ratio, self._where[2], self.padding)
+        return self.realise(rows)
 
     def stage(self, x, index, w_in, depth, width, bottleneck_ratio, group_width, se_ratio):
-        """Stage ``s{index}``: ``depth`` X blocks of equal width; the first has stride 2."""
-        stage = f"s{index}"
-        for j in range(depth):
-            x = self.block(
-                x, w_in if j == 0 else width, width, 2 if j == 0 else 1,
-                bottleneck_ratio, group_width, se_ratio, stage, j + 1,
-            )
-        self._end_stage(stage, x, f"{stage}_b{depth}_out", width)
-        return x
-
-    def _end_stage(self, stage, x, layer_name, channels):
-        self.stages[stage] = FeatureInfo(layer_name, int(channels), self._where[2])
-        self.stage_tensors[stage] = x
+        """Stage ``s{index}`` as planned (see :func:`keras_regnet.plan.stage_blocks`) on ``x``."""
+        rows = plan_lib.stage_rows(self._source(x), index, w_in, depth, width, bottleneck_ratio, group_width,
+                                   se_ratio, self._where[2], self.padding)
+        out = self.realise(rows)
+        self.stages[f"s{index}"] = FeatureInfo(rows[-1][0], int(width), self._where[2])
+        self.stage_tensors[f"s{index}"] = out
+        return out
 
     def head(self, x, classes, classifier_activation, dropout=0.0):
-        """Classifier: global average pool -> [dropout] -> linear ``head_fc`` -> ``predictions`` (float32)."""
-        self._where = ("head", 0, self._where[2])
-        pool = keras.layers.GlobalAveragePooling2D(data_format=self.data_format, name="head_pool")
-        x = self._apply(pool, x, "pool")
-        if dropout:
-            x = self._apply(keras.layers.Dropout(dropout, name="head_dropout"), x, "dropout")
-        fc = keras.layers.Dense(
-            classes,
-            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-            bias_initializer="zeros",
-            name="head_fc",
-        )
-        x = self._apply(fc, x, "fc")
-        act = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")
-        return self._apply(act, x, "predictions")
+        """Classifier (see :func:`keras_regnet.plan.head_rows`) on ``x``, at the stride of the last part added."""
+        rows = plan_lib.head_rows(self._source(x), self._channels(x), self._where[2], classes,
+                                  classifier_activation, dropout)
+        return self.realise(rows)
 
     def pool(self, x, pooling):
         """Backbone pooling without a classifier: ``"avg"`` or ``"max"`` global pooling."""
-        self._where = ("head", 0, self._where[2])
-        if pooling == "avg":
-            pool = keras.layers.GlobalAveragePooling2D(data_format=self.data_format, name="avg_pool")
-            return self._apply(pool, x, "avg_pool")
-        pool = keras.layers.GlobalMaxPooling2D(data_format=self.data_format, name="max_pool")
-        return self._apply(pool, x, "max_pool")
+        return self.realise(plan_lib.pool_rows(self._source(x), self._channels(x), self._where[2], pooling))
