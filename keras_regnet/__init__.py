@@ -15,11 +15,19 @@ import sys
 
 from keras_regnet.complexity import complexity
 from keras_regnet.design import adjust_block_compatibility, fit_quantized_linear, generate_regnet
-from keras_regnet.specs import MODEL_NAMES, AnyNetParams, RegNetParams, alias_names, get_params, params_from_dict
+from keras_regnet.specs import (
+    MODEL_NAMES,
+    AnyNetParams,
+    RegNetParams,
+    alias_names,
+    constructor_name,
+    get_params,
+    params_from_dict,
+)
 
 # Modules whose import registers Keras serialisable objects (keras.saving.register_keras_serializable).
 _REGISTERING_MODULES = (
-    "keras_regnet.layers", "keras_regnet.models", "keras_regnet.training.optim", "keras_regnet.training.schedules",
+    "keras_regnet.layers", "keras_regnet.model", "keras_regnet.training.optim", "keras_regnet.training.schedules",
 )
 
 
@@ -74,13 +82,13 @@ elif not any(isinstance(f, _RegisterAfterKerasImport) for f in sys.meta_path):
 
 _LAZY = {
     # Keras-dependent parts are imported on first use.
-    "RegNetModel": "keras_regnet.models",
+    "RegNetModel": "keras_regnet.model",
     "AnyNet": "keras_regnet.models",
     "RegNet": "keras_regnet.models",
     "build_model": "keras_regnet.models",
-    "get_model": "keras_regnet.models",
+    "get_model": "keras_regnet.loading",
     "list_models": "keras_regnet.models",
-    "load_model": "keras_regnet.models",
+    "load_model": "keras_regnet.loading",
     "GroupConv2D": "keras_regnet.layers",
     "BatchNorm": "keras_regnet.layers",
     "preprocess_input": "keras_regnet.preprocessing",
@@ -99,7 +107,7 @@ _LAZY = {
     "explain": "keras_regnet.explanations",
     "plot_explanations": "keras_regnet.explanations",
 }
-_LAZY.update({n.replace("-", "").replace(".", "_"): "keras_regnet.models" for n in MODEL_NAMES})
+_LAZY.update({constructor_name(n): "keras_regnet.models" for n in MODEL_NAMES})
 _LAZY.update({alias_names(n)[0]: "keras_regnet.models" for n in MODEL_NAMES})  # RegNetY006 ... (tf_keras, kimm)
 
 

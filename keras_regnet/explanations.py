@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from keras_regnet.features import stage_outputs
+from keras_regnet.model import find_regnet
 
 __all__ = ["METHODS", "explain", "explanation_layer", "overlay_heatmap", "plot_explanations"]
 
@@ -32,8 +33,6 @@ _CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
 
 def _own_regnet(model):
     """``model`` if it is a keras_regnet model (its stages and padding are recorded), else None."""
-    from keras_regnet.models import find_regnet
-
     regnet = find_regnet(model)
     return regnet if regnet is model else None
 
@@ -64,8 +63,6 @@ def explanation_layer(model) -> str:
 
 def _logits_layer(model):
     """The classifier's linear layer (its output is the logits), from the roles recorded while building."""
-    from keras_regnet.models import find_regnet
-
     regnet = find_regnet(model)
     if regnet is model:
         for name, role in regnet.layer_roles.items():

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import keras
 
+from keras_regnet import specs
 from keras_regnet.blocks import FeatureInfo
+from keras_regnet.model import RegNetModel, find_regnet
+from keras_regnet.models import build_model
 
 __all__ = ["FeatureInfo", "stage_names", "stage_outputs", "layer_stride", "feature_info", "feature_extractor",
            "regnet_of"]
@@ -17,8 +20,6 @@ __all__ = ["FeatureInfo", "stage_names", "stage_outputs", "layer_stride", "featu
 
 def regnet_of(model):
     """The RegNetModel that ``model`` is or contains; a clear error for other models."""
-    from keras_regnet.models import find_regnet
-
     found = find_regnet(model)
     if found is None:
         raise ValueError(
@@ -92,8 +93,6 @@ def feature_extractor(model_or_name, stages=None, weights=None, input_shape=None
         A :class:`keras_regnet.RegNetModel` with dict outputs (its config rebuilds it; ``.keras`` files restore it); ``feature_info(extractor)`` gives each stage's layer, channels and
         stride.
     """
-    from keras_regnet.models import RegNetModel, build_model
-
     if isinstance(stages, str):
         stages = (stages,)
     if stages is not None and not stages:
@@ -126,8 +125,6 @@ def feature_extractor(model_or_name, stages=None, weights=None, input_shape=None
                 )
         options = dict(model.build_options, include_top=False, pooling=None, head_dropout=0.0, features=keys)
         return model._derive(outputs, options, name=f"{model.name}_features")
-    from keras_regnet import specs
-
     params, _ = specs.resolve(model_or_name)
     anynet = params.to_anynet() if isinstance(params, specs.RegNetParams) else params
     keys = list(stages) if stages is not None else ["stem"] + [f"s{i + 1}" for i in range(len(anynet.depths))]

@@ -12,27 +12,16 @@ import keras
 
 from keras_regnet.blocks import Builder
 from keras_regnet.features import regnet_of
+from keras_regnet.model import RegNetModel, check_head, find_regnets
+from keras_regnet.models import build_model
 
 __all__ = ["freeze_until", "replace_head", "transfer_model", "trainable_stages"]
-
-
-def _regnets(model):
-    """Every RegNetModel that is ``model`` or is nested in it (a backbone used inside a user's model)."""
-    from keras_regnet.models import RegNetModel
-
-    if isinstance(model, RegNetModel):
-        return [model]
-    found = []
-    for layer in getattr(model, "layers", ()):
-        if isinstance(layer, keras.Model):
-            found.extend(_regnets(layer))
-    return found
 
 
 def _stage_map(model):
     """``{layer: stage}`` for the layers of every RegNet in ``model`` ('stem', 's1'.., 'head', 'preprocessing')."""
     out = {}
-    for regnet in _regnets(model):
+    for regnet in find_regnets(model):
         roles = regnet.layer_roles
         for layer in regnet.layers:
             role = roles.get(layer.name)
@@ -43,7 +32,7 @@ def _stage_map(model):
 
 def _model_stages(model):
     """The stages (``'stem'``, ``'s1'`` ...) of the RegNet(s) in ``model``, in network order."""
-    regnets = _regnets(model)
+    regnets = find_regnets(model)
     if not regnets:
         regnet_of(model)  # raises the clear error
     ordered = []
@@ -128,9 +117,7 @@ def replace_head(model, classes, dropout=0.0, activation="softmax", name=None):
     Returns:
         A new :class:`keras_regnet.RegNetModel` (its config rebuilds it: ``.keras`` files restore it).
     """
-    from keras_regnet.models import RegNetModel, _check_head
-
-    _check_head(None, classes, activation, dropout)
+    check_head(None, classes, activation, dropout)
 
     if not isinstance(model, RegNetModel):
         regnet_of(model)  # raises the clear error for non-RegNet models
@@ -186,8 +173,6 @@ def transfer_model(
             "transfer_model builds a backbone from a name or parameters; for a built model call "
             "replace_head(model, classes) and freeze_until(model, stage)."
         )
-    from keras_regnet.models import build_model
-
     backbone = build_model(name_or_params, include_top=False, weights=weights, input_shape=input_shape, **kwargs)
     model = replace_head(backbone, classes, dropout=dropout, activation=activation)
     return _freeze_until(model, freeze_until, freeze_batchnorm=freeze_batchnorm)

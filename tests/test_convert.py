@@ -9,7 +9,8 @@ import pytest
 from safetensors.numpy import save_file
 
 import keras_regnet
-from keras_regnet import cli, convert
+from keras_regnet import cli
+from keras_regnet.weights import files
 from keras_regnet.preprocessing import decode_predictions, resize_and_center_crop
 
 
@@ -28,7 +29,7 @@ def source(tmp_path_factory):
             w.assign(rng.normal(0, 0.5, w.shape).astype("float32"))  # spread the probabilities a little
     folder = tmp_path_factory.mktemp("src")
     path = str(folder / "x200.safetensors")
-    save_file(convert.export_state_dict(model), path)
+    save_file(files.export_state_dict(model), path)
     return model, path, folder
 
 
@@ -98,9 +99,9 @@ def test_predict_bad_input_is_a_clear_error(source, tmp_path, capsys):
 
 
 def test_predict_uses_the_registry_eval_config():
-    from keras_regnet.commands.predict import eval_config
+    from keras_regnet.pretrained import eval_config
 
-    assert eval_config("RegNetY-8.0GF", "imagenet") == (224, 0.875, "bicubic")
-    assert eval_config("RegNetY-8.0GF", "imagenet:ra3_in1k") == (288, 1.0, "bicubic")
-    assert eval_config("RegNetY-16GF", "imagenet:swag_ft_in1k", crop_pct=0.9) == (384, 0.9, "bicubic")
-    assert eval_config("RegNetY-16GF", "/some/file.safetensors") == (224, 0.875, "bicubic")
+    assert eval_config(arch="RegNetY-8.0GF", weights="imagenet") == (224, 0.875, "bicubic")
+    assert eval_config(arch="RegNetY-8.0GF", weights="imagenet:ra3_in1k") == (288, 1.0, "bicubic")
+    assert eval_config(arch="RegNetY-16GF", weights="imagenet:swag_ft_in1k", crop_pct=0.9) == (384, 0.9, "bicubic")
+    assert eval_config(arch="RegNetY-16GF", weights="/some/file.safetensors") == (224, 0.875, "bicubic")

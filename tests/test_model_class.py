@@ -14,8 +14,8 @@ import pytest
 import keras  # noqa: E402
 import keras_regnet  # noqa: E402
 from keras_regnet import specs  # noqa: E402
-from keras_regnet.convert import WeightsMismatchError  # noqa: E402
-from keras_regnet.models import RegNetModel  # noqa: E402
+from keras_regnet.errors import WeightsMismatchError  # noqa: E402
+from keras_regnet.model import RegNetModel  # noqa: E402
 from conftest import TINY, TINY_SE  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,7 +72,7 @@ def test_feature_info_and_pyramid_are_recorded_while_building():
     out = detector(_x(1, 64))
     assert out["P3"].shape == (1, 8, 8, 16) and out["P5"].shape == (1, 2, 2, 32)
     roles = model.layer_roles
-    assert roles["s2_b1_conv_b"] == keras_regnet.models.LayerRole("s2", 1, "conv_b", 8)
+    assert roles["s2_b1_conv_b"] == keras_regnet.blocks.LayerRole("s2", 1, "conv_b", 8)
     assert roles["s2_b1_conv_a"].stride == 4  # before the block's stride
     assert roles["stem_conv"].stage == "stem" and roles["preprocessing"].stage == "preprocessing"
 
@@ -114,11 +114,12 @@ def test_keras_round_trip_in_a_fresh_process_keeps_spec_features_and_pretrained_
         import json, numpy as np
         import keras_regnet, keras
         m = keras.saving.load_model({str(path)!r})
+        from keras_regnet.pretrained import class_names, eval_config
         y = m.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0)
         print(json.dumps({{
             "cls": type(m).__name__, "spec": m.spec.to_dict(), "opts": m.build_options,
             "features": {{k: list(v) for k, v in m.feature_info.items()}}, "cfg": m.pretrained_cfg,
-            "names": keras_regnet.models.class_names(m), "eval": list(keras_regnet.models.eval_config(m)),
+            "names": class_names(m), "eval": list(eval_config(m)),
             "frozen": sorted({{m.layer_roles[l.name].stage for l in m.layers if l.weights and not l.trainable}}),
             "diff": float(np.abs(y - np.load({str(tmp_path / 'y.npy')!r})).max()),
         }}))
@@ -252,7 +253,7 @@ def test_a_keras_file_of_another_spec_is_refused_naming_both(tmp_path):
 def test_non_finite_or_non_float_tensors_are_refused_naming_the_tensor(tmp_path, poison):
     from safetensors.numpy import save_file
 
-    from keras_regnet.convert import export_state_dict
+    from keras_regnet.weights.files import export_state_dict
 
     model = keras_regnet.AnyNet(**TINY, input_shape=(32, 32, 3))
     state = export_state_dict(model)

@@ -9,8 +9,9 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import keras_regnet
-from keras_regnet import convert, specs
-from keras_regnet.convert import WeightsMismatchError
+from keras_regnet import specs
+from keras_regnet.errors import WeightsMismatchError
+from keras_regnet.weights import files, naming
 from keras_regnet.weights import registry
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -92,7 +93,7 @@ def test_timm_weights_give_timm_logits_and_features(kind):
 
 def timm_to_pycls(path):
     """A timm-format fixture rewritten with pycls's key names and BGR stem, as pycls checkpoints are."""
-    inverse = {v: k for k, v in convert._PYCLS_TIMM.items()}
+    inverse = naming.TIMM_TO_PYCLS
     pycls = {}
     for key, value in load_file(path).items():
         m = re.match(r"^(s\d+\.b\d+)\.(.+)\.(\w+)$", key)
@@ -116,7 +117,7 @@ def test_pycls_format_with_bgr_stem_loads_to_the_same_logits(tmp_path):
 def test_export_state_dict_round_trips_to_identical_tensors():
     _, spec, path = fixture("y")
     model = tiny_model(spec, weights=path)
-    exported = convert.export_state_dict(model)
+    exported = files.export_state_dict(model)
     original = load_file(path)
     assert set(exported) == {k for k in original if not k.endswith("num_batches_tracked")}
     for key, value in exported.items():
@@ -143,7 +144,7 @@ def test_mismatch_leaves_the_model_untouched():
     model = tiny_model(dict(spec, se_ratio=0.25))
     before = [w.copy() for w in model.get_weights()]
     with pytest.raises(WeightsMismatchError):
-        convert.load_file_into_model(model, x_path)
+        files.load_file_into_model(model, x_path)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
 

@@ -23,7 +23,8 @@ import pytest
 from safetensors.numpy import save_file
 
 import keras_regnet
-from keras_regnet import cli, convert, specs
+from keras_regnet import cli, specs
+from keras_regnet.weights.files import export_state_dict
 from keras_regnet.weights import WeightsDownloadError, WeightsIntegrityError, download, load_weights, registry, validate
 
 from test_weights import fixture, tiny_model
@@ -145,7 +146,7 @@ def load_tiny(**kwargs):
 def assert_holds_fixture(model):
     """Every weight of ``model`` is exactly the fixture file's tensor (the file the fake Hub serves)."""
     expected = {k: v.astype("float32") for k, v in x_tensors().items() if not k.endswith("num_batches_tracked")}
-    got = convert.export_state_dict(model)
+    got = export_state_dict(model)
     assert set(got) == set(expected)
     for key, value in got.items():
         np.testing.assert_array_equal(value, expected[key], err_msg=key)
@@ -281,7 +282,7 @@ def test_public_constructor_downloads_a_full_size_model(hub, monkeypatch):
             w.assign(np.random.normal(0, 0.1, w.shape).astype("float32"))
     path = os.path.join(os.environ["KERAS_HOME"], "src.safetensors")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    save_file(convert.export_state_dict(source), path)
+    save_file(export_state_dict(source), path)
     repo = "timm/regnetx_002.pycls_in1k"
     monkeypatch.setitem(registry.REGISTRY["RegNetX-200MF"][0], "repo", repo)
     hub.files[hub.hub_path(repo)] = open(path, "rb").read()

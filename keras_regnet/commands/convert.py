@@ -17,14 +17,15 @@ def add_arguments(parser):
 
 def run(args):
     """Convert strictly (every tensor used once, shapes checked) and say which model the output is for."""
-    from keras_regnet.convert import convert_file, is_keras2_h5
+    from keras_regnet import specs
+    from keras_regnet.models import convert_file
+    from keras_regnet.weights.files import is_keras2_h5
+    from keras_regnet.weights.naming import KERAS2_ARCHITECTURE
 
     name = convert_file(args.src, args.dst, model_name=args.model, include_top=not args.no_top)
-    from keras_regnet import specs
-
     extra = ""
     if args.src.endswith(".h5") and is_keras2_h5(args.src):
-        extra = ", padding='same', normalization='unit'"
+        extra = "".join(f", {k}={v!r}" for k, v in KERAS2_ARCHITECTURE.items())
     print(f"wrote {args.dst} ({name}{'' if not args.no_top else ', no top'})")
     print(f"load it with: keras_regnet.build_model({name!r}{extra}"
           f"{', include_top=False' if args.no_top else ''}, weights={args.dst!r})"

@@ -72,61 +72,28 @@ def _int_list(text, flag):
     return values
 
 
-def _eval_defaults(arch, weights):
-    """The registry's eval config for named weights, else {}."""
-    from keras_regnet.weights import get_weights_info, is_registry_weights
-
-    if arch and is_registry_weights(weights):
-        info = get_weights_info(arch, weights)
-        return {k: info[k] for k in ("size", "crop_pct", "interpolation") if k in info}
-    return {}
-
-
 def load(args):
-    """(model, name, eval config) from the command's MODEL, --weights, --size and eval flags."""
-    from keras_regnet.export import ExportError, load_model_source
+    """(model, name, eval config) from the command's MODEL, --weights, --size and eval flags.
+
+    Eval values left None are the model's own (its pretrained_cfg: the registry's for named weights, a fine-tuned
+    ``.keras`` file's), read by export_model."""
+    from keras_regnet import loading, pretrained
+    from keras_regnet.export import load_model_source
 
     source = args.model
-    is_file = source.endswith(".keras")
-    is_spec = source.endswith(".json") or source.lstrip().startswith("{")
-    if is_file and args.weights is not None:
-        raise ValueError("--weights cannot be used with a .keras file (it holds its own weights).")
-    weights = args.weights if args.weights is not None else (None if is_file or is_spec else "imagenet")
+    saved = loading.is_preset_source(source) or source.endswith(".keras")
+    if saved and args.weights is not None:
+        raise ValueError("--weights cannot be used with a .keras file or preset (it holds its own weights).")
+    spec = loading.is_spec_source(source)
+    weights = args.weights if args.weights is not None else (None if saved or spec else "imagenet")
     weights = None if weights == "none" else weights
-    arch = None
-    if not is_file and not is_spec:
-        from keras_regnet import specs
-
-        arch = specs.canonical_name(source)
-    defaults = _eval_defaults(arch, weights)
-    size = args.size or defaults.get("size")
-    if is_file:
-        model, name = _load_keras_file(source)
-    else:
-        try:
-            model, name, _ = load_model_source(source, weights=weights, input_size=size or 224, classes=args.classes)
-        except (TypeError, KeyError) as e:
-            raise ExportError(f"invalid model spec: {e}") from None
-    # None: the model's own eval config (its pretrained_cfg, e.g. a fine-tuned .keras file's), read by export_model.
-    config = {
-        "size": size,
-        "crop_pct": args.crop_pct or defaults.get("crop_pct"),
-        "interpolation": args.interpolation or defaults.get("interpolation"),
-    }
-    return model, name, config
-
-
-def _load_keras_file(source):
-    """(model, directory name) of a ``.keras`` file, through keras_regnet.load_model when the package has it."""
-    import keras_regnet
-    from keras_regnet.export import load_model_source
-    from keras_regnet.export.common import _slug
-
-    loader = getattr(keras_regnet, "load_model", None)
-    if loader is None:
-        model, name, _ = load_model_source(source)
-        return model, name
-    return loader(source), _slug(os.path.splitext(os.path.basename(source))[0])
+    size = args.size
+    if not saved and not spec and size is None:  # a named model is built at its weights' eval size
+        size = pretrained.eval_config(arch=source, weights=weights)[0]
+    model, name, _ = load_model_source(source, weights=weights, input_size=None if saved else size or 224,
+                                       classes=args.classes)
+    return model, name, {"size": args.size or (None if saved else size), "crop_pct": args.crop_pct,
+                         "interpolation": args.interpolation}
 
 
 def run(args):

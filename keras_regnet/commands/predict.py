@@ -54,34 +54,11 @@ def find_images(paths):
         elif os.path.isfile(path):
             files.append(path)
         else:
-            raise FileNotFoundError(f"image {path!r} does not exist.")
+            from keras_regnet.export.image_guard import check_image_path
+
+            check_image_path(path)  # missing: "does not exist"; a FIFO, a device...: "not a regular file (FIFO)"
+            files.append(path)
     return files
-
-
-def eval_config(model_name, weights, size=None, crop_pct=None, interpolation=None):
-    """(size, crop_pct, interpolation): flags first, then the registry entry of ``weights``, then 224/0.875/bicubic."""
-    from keras_regnet.weights import get_weights_info, is_registry_weights
-
-    info = {}
-    if is_registry_weights(weights):
-        info = get_weights_info(model_name, weights)
-    return (
-        size or info.get("size", 224),
-        crop_pct or info.get("crop_pct", 0.875),
-        interpolation or info.get("interpolation", "bicubic"),
-    )
-
-
-def build_classifier(model_name, weights, size):
-    """The model with its ImageNet head; Keras 2 ``.h5`` files get the Keras 2 architecture they need."""
-    from keras_regnet import convert, models
-
-    if weights is None or str(weights).lower() == "none":
-        return models.build_model(model_name, weights=None, input_shape=(size, size, 3))
-    kwargs = {}
-    if os.path.isfile(weights) and weights.endswith(".h5") and convert.is_keras2_h5(weights):
-        kwargs = {"padding": "same", "normalization": "unit"}
-    return models.build_model(model_name, weights=weights, input_shape=(size, size, 3), **kwargs)
 
 
 def model_source(args):
@@ -96,9 +73,9 @@ def model_source(args):
                 f"use --model {weights!r} (without --model NAME)."
             )
         return weights, None, None
-    if model is not None and model.lower().endswith(".keras"):
+    if model is not None and (model.lower().endswith(".keras") or model.startswith("hf://") or os.path.isdir(model)):
         if weights is not None:
-            raise ValueError(f"--weights cannot be used with --model {model!r}: a .keras file holds its own weights.")
+            raise ValueError(f"--weights cannot be used with --model {model!r}: a saved model holds its own weights.")
         return model, None, None
     if model is not None and os.path.exists(model):
         raise ValueError(
@@ -110,34 +87,21 @@ def model_source(args):
 
 def load_for_inference(args):
     """``(model, class names, size, crop_pct, interpolation)`` for --model/--weights and the eval flags."""
-    from keras_regnet import models, specs
-    from keras_regnet.weights import WeightsIntegrityError
+    from keras_regnet.loading import load_classifier
 
     path, name, weights = model_source(args)
-    if path is not None:
-        model = models.load_model(path)
-        if len(model.inputs) != 1 or len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
-            raise ValueError(f"{path!r} is not an image classifier (one image input, one (batch, classes) output).")
-        size, crop_pct, interpolation = models.eval_config(model, args.size, args.crop_pct, args.interpolation)
-        return model, models.class_names(model), size, crop_pct, interpolation
-    name = specs.canonical_name(name)
-    if weights == "none":
-        weights = None
-    size, crop_pct, interpolation = eval_config(name, weights, args.size, args.crop_pct, args.interpolation)
-    try:
-        model = build_classifier(name, weights, size)
-    except WeightsIntegrityError as e:
-        raise ValueError(str(e)) from None
-    return model, models.class_names(model), size, crop_pct, interpolation
+    return load_classifier(path or name, None if path else weights, args.size, args.crop_pct, args.interpolation)
 
 
 def read_image_bytes(path, max_pixels=None):
     """The file's bytes, refused (ValueError) before decoding when its header declares too many pixels."""
     from keras_regnet.export.image_guard import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_image_bytes
 
-    with open(path, "rb") as f:
-        data = f.read()
+    from keras_regnet.export.image_guard import read_image_file
+
     try:
+        # a regular file only (no blocking read of a FIFO), size-bounded, header checked before the rest is read
+        data = read_image_file(path, max_pixels or DEFAULT_MAX_PIXELS, what=repr(path))
         check_image_bytes(data, max_pixels or DEFAULT_MAX_PIXELS, what=repr(path))
     except ImageTooLargeError:
         raise
@@ -181,9 +145,9 @@ def predict(files, model, size, crop_pct, interpolation, top=5, batch_size=32, p
     except ImportError:  # progress bars are optional
         tqdm = None
     if class_names is None:
-        from keras_regnet import models
+        from keras_regnet.pretrained import class_names as model_class_names
 
-        class_names = models.class_names(model)
+        class_names = model_class_names(model)
     bar = tqdm(total=len(files), unit="img", disable=not progress) if tqdm is not None else None
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]

@@ -19,7 +19,7 @@ complete (a model directory this export created is removed again on failure). Ex
 BatchNorms folded into the convs (:func:`fold_batchnorm`).
 
 The model describes itself: class names for ``top_k_labels`` come from :func:`keras_regnet.models.class_names`
-and the bytes signature's eval transform from :func:`keras_regnet.models.eval_config` (both read the model's
+and the bytes signature's eval transform from :func:`keras_regnet.pretrained.eval_config` (both read the model's
 ``pretrained_cfg``; options override them).
 """
 
@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 
+from keras_regnet.pretrained import DEFAULT_EVAL, class_names, eval_config
 from keras_regnet.export.bn_fold import fold_batchnorm, foldable_pairs
 from keras_regnet.export.common import (
     METADATA_FILE,
@@ -113,7 +114,7 @@ class ExportOptions:
         representative_split: split of a tfds / folder data set.
         calibration_images, verify_images: how many images calibrate int8 and how many verify the artifacts.
         size, crop_pct, interpolation: eval transform of the bytes signature; None: the model's own
-            (:func:`keras_regnet.models.eval_config`: its fixed input size or pretrained config, else 224, 0.875,
+            (:func:`keras_regnet.pretrained.eval_config`: its fixed input size or pretrained config, else 224, 0.875,
             bicubic).
         max_pixels: ``serving_bytes`` refuses images whose header declares more pixels (default 40 megapixels).
         min_agreement: smallest accepted top-1 agreement of each TFLite/ONNX file with the Keras model (0-1), on
@@ -179,29 +180,17 @@ class _Plan:
 def _model_eval_config(model):
     """(size, crop_pct, interpolation) the model says it is evaluated with, else the ImageNet defaults."""
     try:
-        from keras_regnet.models import eval_config
-    except ImportError:
-        eval_config = None
-    if eval_config is not None:
-        try:
-            return tuple(eval_config(model))
-        except (AttributeError, TypeError, ValueError, KeyError):
-            pass
-    return None, 0.875, "bicubic"
+        return tuple(eval_config(model))
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return None, DEFAULT_EVAL["crop_pct"], DEFAULT_EVAL["interpolation"]
 
 
 def _model_class_names(model, classes):
     """The model's own class names (``keras_regnet.models.class_names``), ImageNet names for 1000 classes, else None."""
-    names = None
     try:
-        from keras_regnet.models import class_names
-    except ImportError:
-        class_names = None
-    if class_names is not None:
-        try:
-            names = class_names(model)
-        except (AttributeError, TypeError, ValueError, KeyError):
-            names = None
+        names = class_names(model)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        names = None
     if names is None and classes == 1000:
         from keras_regnet.preprocessing import imagenet_class_index
 
@@ -225,9 +214,9 @@ def _resolve_eval(signature, options, model):
             f"input_shape=({options.size}, {options.size}, 3) or drop the size option."
         )
     return {
-        "size": static or options.size or size or 224,
-        "crop_pct": options.crop_pct if options.crop_pct is not None else (crop_pct or 0.875),
-        "interpolation": options.interpolation or interpolation or "bicubic",
+        "size": static or options.size or size or DEFAULT_EVAL["size"],
+        "crop_pct": options.crop_pct if options.crop_pct is not None else (crop_pct or DEFAULT_EVAL["crop_pct"]),
+        "interpolation": options.interpolation or interpolation or DEFAULT_EVAL["interpolation"],
     }
 
 

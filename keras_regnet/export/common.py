@@ -14,6 +14,9 @@ import uuid
 
 import keras
 
+from keras_regnet import loading
+from keras_regnet.pretrained import export_name
+
 __all__ = [
     "ExportError",
     "ModelSignature",
@@ -138,49 +141,24 @@ def model_fingerprint(model) -> str:
 
 
 def load_model_source(source, weights=None, input_size=None, classes=1000, include_top=True):
-    """A Keras model from a paper model name, a spec (dict, JSON string or ``.json`` file) or a ``.keras`` file.
+    """A Keras model from a paper model name, a spec (dict, JSON string or ``.json`` file), a ``.keras`` file or a
+    preset, through :func:`keras_regnet.loading.load_source`.
 
-    Returns ``(model, name, weights_arch)`` where ``name`` is a directory-friendly model name and
-    ``weights_arch`` the paper name when ``source`` names one (for the weights' eval config), else None.
+    Returns ``(model, name, weights_arch)`` where ``name`` is the export name (:func:`keras_regnet.pretrained.
+    export_name`) and ``weights_arch`` the paper name when ``source`` names one (for the weights' eval config),
+    else None. A source that cannot be loaded raises :class:`ExportError` (or ``FileNotFoundError``).
     """
-    from keras_regnet import models, specs
-
-    input_shape = (input_size, input_size, 3) if input_size else None
-    if isinstance(source, dict):
-        return models.build_model(source, weights=weights, input_shape=input_shape, classes=classes,
-                                  include_top=include_top), "custom", None
-    source = os.fspath(source)
-    if source.endswith(".keras"):
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"model file {source!r} does not exist.")
-        import keras_regnet.layers  # noqa: F401  (registers GroupConv2D for deserialisation)
-
-        try:
-            model = keras.saving.load_model(source, compile=False)
-        except Exception as e:  # zip errors, missing config, unknown layers: all mean "not a usable .keras"
-            raise ExportError(
-                f"cannot load {source!r} as a Keras model ({type(e).__name__}: {str(e).splitlines()[0][:300]}). "
-                "Is it a complete .keras file saved by model.save()? Re-save it or pass a model name instead."
-            ) from None
-        return model, _slug(os.path.splitext(os.path.basename(source))[0]), None
-    if source.endswith(".json") or source.lstrip().startswith("{"):
-        if source.endswith(".json"):
-            if not os.path.isfile(source):
-                raise FileNotFoundError(f"spec file {source!r} does not exist.")
-            with open(source) as f:
-                text = f.read()
-        else:
-            text = source
-        try:
-            spec = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ExportError(f"model spec is not valid JSON ({e}).") from None
-        return models.build_model(spec, weights=weights, input_shape=input_shape, classes=classes,
-                                  include_top=include_top), "custom", None
-    name = specs.canonical_name(source)
-    model = models.build_model(name, weights=weights, input_shape=input_shape, classes=classes,
-                               include_top=include_top)
-    return model, _slug(specs.constructor_name(name)), name
+    try:
+        loaded = loading.load_source(source, weights=weights, input_size=input_size, classes=classes,
+                                     include_top=include_top)
+    except FileNotFoundError:
+        raise
+    except ValueError as e:
+        if isinstance(e, ExportError) or not (loading.is_spec_source(source) or loading.is_preset_source(source)
+                                              or str(source).endswith(".keras")):
+            raise
+        raise ExportError(str(e)) from None
+    return loaded.model, export_name(loaded.model, arch=loaded.arch, path=loaded.path), loaded.arch
 
 
 def _slug(name):
@@ -378,10 +356,10 @@ def reference_logits(model, images, output_kind):
     layer = model.outputs[0]._keras_history.operation
     try:
         if isinstance(layer, keras.layers.Dense):
-            features = np.asarray(keras.Model(model.inputs, layer.input)(images, training=False))
+            features = np.asarray(keras.Model(model.inputs[0], layer.input)(images, training=False))
             return features @ np.asarray(layer.kernel) + (np.asarray(layer.bias) if layer.use_bias else 0.0)
         if isinstance(layer, keras.layers.Activation):
-            return np.asarray(keras.Model(model.inputs, layer.input)(images, training=False))
+            return np.asarray(keras.Model(model.inputs[0], layer.input)(images, training=False))
     except (ValueError, AttributeError, TypeError):  # a nested or shared head: fall back to log-probabilities
         pass
     probabilities = np.asarray(model(images, training=False), np.float64)

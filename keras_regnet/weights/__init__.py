@@ -15,16 +15,19 @@ import os
 import tempfile
 import warnings
 
-from keras_regnet.weights.download import (
+from keras_regnet.weights import download
+from keras_regnet.weights.download import converted_path, fetch, sha256_of
+from keras_regnet.errors import (
     WeightsDownloadError,
     WeightsIntegrityError,
+    WeightsMismatchError,
     WeightsStoreError,
     WeightsValidationError,
-    cache_root,
-    fetch,
-    sha256_of,
 )
-from keras_regnet.weights.registry import REGISTRY, get_weights_info, is_registry_weights, list_weights, timm_arch
+from keras_regnet.weights import files
+from keras_regnet.weights.files import carries_record, load_file_into_model
+from keras_regnet.saving import load_keras_weights
+from keras_regnet.weights.registry import REGISTRY, get_weights_info, is_registry_weights, list_weights
 
 __all__ = [
     "load_weights",
@@ -38,15 +41,9 @@ __all__ = [
     "WeightsMismatchError",
     "atomic_save_weights",
     "converted_path",
+    "carries_record",
+    "is_registry_weights",
 ]
-
-
-def __getattr__(name):
-    if name == "WeightsMismatchError":
-        from keras_regnet.convert import WeightsMismatchError
-
-        return WeightsMismatchError
-    raise AttributeError(f"module 'keras_regnet.weights' has no attribute {name!r}")
 
 
 def atomic_save_weights(model, path):
@@ -63,16 +60,7 @@ def atomic_save_weights(model, path):
             os.remove(tmp)
 
 
-def converted_path(info, include_top):
-    """Where the converted ``.weights.h5`` of registry entry ``info`` is cached."""
-    name = f"{timm_arch(info['model'])}.{info['tag']}{'' if include_top else '.notop'}.weights.h5"
-    return os.path.join(cache_root(), "converted", name)
-
-
 def _load_named(model, weights, arch, include_top):
-    from keras_regnet.weights import download
-    from keras_regnet.weights.files import load_file_into_model
-
     info = get_weights_info(arch, weights)
     target = converted_path(info, include_top)
     key = "converted/" + os.path.basename(target)
@@ -95,9 +83,6 @@ def _load_named(model, weights, arch, include_top):
 
 
 def _load_path(model, path):
-    from keras_regnet.weights.files import is_keras2_h5, load_file_into_model
-    from keras_regnet.weights.keras_files import load_keras_weights
-
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(
@@ -110,7 +95,7 @@ def _load_path(model, path):
         )
     if path.endswith((".safetensors", ".pyth", ".pth", ".pt")):
         return load_file_into_model(model, path)
-    if path.endswith(".h5") and not path.endswith(".weights.h5") and is_keras2_h5(path):
+    if path.endswith(".h5") and not path.endswith(".weights.h5") and files.is_keras2_h5(path):
         return load_file_into_model(model, path, fmt="keras2")
     if path.endswith((".weights.h5", ".keras")):
         load_keras_weights(model, path)

@@ -34,6 +34,13 @@ import re
 import shutil
 import tempfile
 
+from keras_regnet.errors import (  # noqa: F401  (raised here, and importable from here as before)
+    WeightsDownloadError,
+    WeightsIntegrityError,
+    WeightsStoreError,
+    WeightsValidationError,
+)
+
 __all__ = [
     "WeightsDownloadError",
     "WeightsIntegrityError",
@@ -55,28 +62,20 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 REPAIR = "keras-regnet cache clear"
 
 
-class WeightsDownloadError(OSError):
-    """Weights could not be fetched (offline, no network, 404, timeout, truncated download)."""
-
-
-class WeightsIntegrityError(ValueError):
-    """A weights file's sha256 differs from the value published or recorded at first download."""
-
-
-class WeightsValidationError(WeightsIntegrityError):
-    """A downloaded file is not what the registry entry promises (not safetensors, other tensors, NaN ...)."""
-
-
-class WeightsStoreError(WeightsIntegrityError):
-    """The sha256 store (``sha256.json``) is damaged: no pin can be trusted until it is repaired."""
-
-
 def cache_root():
     """``$KERAS_HOME/models/keras_regnet`` (default ``~/.keras/models/keras_regnet``): converted weights + sha256 record."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     path = os.path.join(home, "models", "keras_regnet")
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def converted_path(info, include_top):
+    """Where the converted ``.weights.h5`` of registry entry ``info`` is cached."""
+    from keras_regnet.specs import timm_arch
+
+    name = f"{timm_arch(info['model'])}.{info['tag']}{'' if include_top else '.notop'}.weights.h5"
+    return os.path.join(cache_root(), "converted", name)
 
 
 def offline():
@@ -306,7 +305,9 @@ def _model_target(info):
 
 
 def _unavailable(info, url, cause):
-    ctor = info["model"].replace("-", "").replace(".", "_")
+    from keras_regnet.specs import constructor_name
+
+    ctor = constructor_name(info["model"])
     extra = ", padding='same', normalization='unit'" if info.get("architecture") else ""
     builder = (f"keras_regnet.build_model({info['model']!r}{extra}, weights=...)" if extra
                else f"keras_regnet.{ctor}(weights=...)")
@@ -490,8 +491,6 @@ def _targets(target=None):
 
 def _items(info):
     """(kind, store key, local path or None, published sha256 or None) of an entry's downloads and conversions."""
-    from keras_regnet.weights import converted_path
-
     items = []
     if info["source"] == "hf":
         path = None

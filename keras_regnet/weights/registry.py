@@ -23,24 +23,14 @@ from __future__ import annotations
 import copy
 
 from keras_regnet import specs
+from keras_regnet.specs import timm_arch  # noqa: F401  (re-exported: the registry's repositories are named by it)
+from keras_regnet.weights.naming import KERAS2_ARCHITECTURE
 
-__all__ = ["REGISTRY", "get_weights_info", "list_weights", "timm_arch", "split_weights_name"]
+__all__ = ["REGISTRY", "DEFAULT_TAG", "get_weights_info", "list_weights", "timm_arch", "split_weights_name",
+           "weights_for_tag", "is_registry_weights"]
 
 _HF = "https://huggingface.co"
 _KERAS2_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/regnet/"
-
-_SIZE_CODES = {
-    "200MF": "002", "400MF": "004", "600MF": "006", "800MF": "008", "1.6GF": "016", "3.2GF": "032",
-    "4.0GF": "040", "6.4GF": "064", "8.0GF": "080", "12GF": "120", "16GF": "160", "32GF": "320",
-}
-
-
-def timm_arch(model_name: str) -> str:
-    """'RegNetY-600MF' -> 'regnety_006' (timm's architecture name; 'regnety006' is Keras 2's)."""
-    name = specs.canonical_name(model_name)
-    family, size = name.split("-")
-    return f"{family.lower()}_{_SIZE_CODES[size]}"
-
 
 # Keras 2 weight hashes (include_top, notop), published in tf_keras/src/applications/regnet.py.
 _KERAS2_SHA256 = {
@@ -155,13 +145,16 @@ def _hf_entry(arch, tag, size, crop_pct, license, origin, top1, top1_source, top
     }
 
 
+DEFAULT_TAG = "pycls_in1k"  # what weights="imagenet" means: the paper's own checkpoints
+
+
 def _build_registry():
     registry = {}
     for name in specs.MODEL_NAMES:
         arch = timm_arch(name)
         err = specs.PAPER_FIGURES[name][3]
         entries = [_hf_entry(
-            arch, "pycls_in1k", 224, 0.875, "mit", "https://github.com/facebookresearch/pycls",
+            arch, DEFAULT_TAG, 224, 0.875, "mit", "https://github.com/facebookresearch/pycls",
             round(100.0 - err, 3), "pycls dev/model_error.json", _PYCLS_TIMM_TOP1.get(arch),
         )]
         for tag, (size, crop, lic, origin, top1s) in _EXTRA_TAGS.items():
@@ -188,7 +181,7 @@ def _build_registry():
                 "interpolation": "bicubic",
                 "license": "apache-2.0",
                 "origin": "https://github.com/keras-team/tf-keras",
-                "architecture": {"padding": "same", "normalization": "unit"},
+                "architecture": dict(KERAS2_ARCHITECTURE),
             })
         registry[name] = entries
     return registry
@@ -200,6 +193,12 @@ REGISTRY = _build_registry()
 def is_registry_weights(weights) -> bool:
     """Whether ``weights`` names registry weights ('imagenet' or 'imagenet:<tag>') rather than a file."""
     return isinstance(weights, str) and (weights == "imagenet" or weights.startswith("imagenet:"))
+
+
+def weights_for_tag(tag):
+    """The ``weights=`` string of a registry tag: the default (paper) tag is ``'imagenet'``, others
+    ``'imagenet:<tag>'`` (a timm name's tag, e.g. ``regnety_080.ra3_in1k`` -> ``'imagenet:ra3_in1k'``)."""
+    return "imagenet" if tag in (None, DEFAULT_TAG) else f"imagenet:{tag}"
 
 
 def split_weights_name(weights: str) -> str:
@@ -225,7 +224,7 @@ def get_weights_info(model_name: str, tag: str = "imagenet") -> dict:
             info = copy.deepcopy(entry)
             info["model"] = name
             info["default"] = i == 0
-            info["weights"] = "imagenet" if i == 0 else f"imagenet:{entry['tag']}"
+            info["weights"] = weights_for_tag(entry["tag"]) if i else "imagenet"
             return info
     raise ValueError(
         f"no weights {tag!r} for {name}. Available: "

@@ -14,7 +14,9 @@ import json
 import os
 import struct
 
-from keras_regnet.weights.download import WeightsValidationError
+from keras_regnet.errors import WeightsValidationError
+from keras_regnet.weights.naming import BN_VARS as _BN
+from keras_regnet.weights.naming import timm_key_to_pycls as _to_pycls
 
 __all__ = [
     "WeightsValidationError",
@@ -26,13 +28,6 @@ __all__ = [
     "describe_content",
 ]
 
-_BN = ("weight", "bias", "running_mean", "running_var")
-# timm module path (inside s{i}.b{j}) -> pycls module path: the paper's checkpoints use pycls's names.
-_TIMM_TO_PYCLS = {
-    "conv1.conv": "f.a", "conv1.bn": "f.a_bn", "conv2.conv": "f.b", "conv2.bn": "f.b_bn",
-    "se.fc1": "f.se.f_ex.0", "se.fc2": "f.se.f_ex.2", "conv3.conv": "f.c", "conv3.bn": "f.c_bn",
-    "downsample.conv": "proj", "downsample.bn": "bn",
-}
 _FLOAT_DTYPES = {"F16", "F32", "F64"}
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 _COUNTER = "num_batches_tracked"  # PyTorch BatchNorm's step counter: an integer scalar that carries no weight
@@ -90,14 +85,6 @@ def expected_shapes(spec, classes=1000, fmt="timm", include_head=True):
     if fmt == "pycls":
         out = {_to_pycls(k): v for k, v in out.items()}
     return out
-
-
-def _to_pycls(key):
-    parts = key.split(".")
-    if len(parts) > 3 and parts[0].startswith("s") and parts[1].startswith("b"):
-        module, var = ".".join(parts[2:-1]), parts[-1]
-        return f"{parts[0]}.{parts[1]}.{_TIMM_TO_PYCLS[module]}.{var}"
-    return key
 
 
 def expected_shapes_for_entry(info):
@@ -244,7 +231,7 @@ def validate_keras2_h5(path, source=None):
     if magic != b"\x89HDF\r\n\x1a\n":
         hint = describe_content(path)
         raise WeightsValidationError(f"{source}: {hint or 'it is not an HDF5 file'}.")
-    from keras_regnet.convert import is_keras2_h5
+    from keras_regnet.weights.files import is_keras2_h5
 
     if not is_keras2_h5(path):
         raise WeightsValidationError(f"{source}: the HDF5 file holds no Keras 2 weights (no 'layer_names').")

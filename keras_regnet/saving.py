@@ -1,4 +1,4 @@
-"""Keras weights files (``.weights.h5``, ``.keras``): the architecture they record, and all-or-nothing loading.
+"""A RegNetModel's own files (``.weights.h5``, ``.keras``): the architecture they record, and all-or-nothing loading.
 
 Keras keys weights files by structure (layer class and order), not by names, so a file saved from another
 architecture with the same layer shapes (e.g. Keras 2's TF-'same' padding) would load silently. A RegNetModel
@@ -17,6 +17,9 @@ import zipfile
 
 import numpy as np
 
+from keras_regnet import specs
+from keras_regnet.errors import WeightsMismatchError
+
 __all__ = ["record_architecture", "recorded_architecture", "check_architecture", "load_keras_weights"]
 
 _ATTR = "keras_regnet_architecture"
@@ -25,15 +28,11 @@ _COMPARED = ("padding", "normalization")
 
 
 def _mismatch(message):
-    from keras_regnet.convert import WeightsMismatchError
-
     return WeightsMismatchError(message)
 
 
 def _architecture(params, padding, normalization, include_preprocessing, arch):
     """The record compared at load: per-stage spec, padding, normalization (None without built-in preprocessing)."""
-    from keras_regnet import specs
-
     anynet = params.to_anynet() if isinstance(params, specs.RegNetParams) else params
     return {
         "spec": anynet.to_dict(),
@@ -66,8 +65,6 @@ def _architecture_from_config(config):
     if not isinstance(config, dict) or config.get("class_name") != "RegNetModel":
         return None
     inner = config.get("config") or {}
-    from keras_regnet import specs
-
     return _architecture(specs.params_from_dict(inner["spec"]), inner.get("padding", "symmetric"),
                          inner.get("normalization", "imagenet"), inner.get("include_preprocessing", True),
                          inner.get("arch"))
@@ -171,9 +168,11 @@ def check_tensors(model, path, source, count=True):
 
 
 def load_keras_weights(model, path, skip_mismatch=False, **kwargs):
-    """Load a ``.weights.h5`` / ``.keras`` file into ``model``, all or nothing (see the module docstring)."""
-    from keras_regnet.models import RegNetModel
+    """Load a ``.weights.h5`` / ``.keras`` file into ``model``, all or nothing (see the module docstring).
 
+    A model that carries the keras_regnet record (``spec``, ``build_options``) has its architecture compared with
+    the file's; any other Keras model is loaded with Keras's own loader, with the same tensor checks and undo."""
+    own = hasattr(model, "build_options") and hasattr(model, "spec")
     path = os.fspath(path)
     source = repr(path)
     if os.path.isdir(path):
@@ -187,12 +186,13 @@ def load_keras_weights(model, path, skip_mismatch=False, **kwargs):
             recorded = recorded_architecture(path)
         except OSError as e:
             raise _mismatch(f"cannot read {path!r} as a Keras weights file ({e}); it is damaged or not HDF5.") from None
-        if recorded is not None and isinstance(model, RegNetModel):
+        if recorded is not None and own:
             check_architecture(model, recorded, source)
         if not skip_mismatch:
             check_tensors(model, path, source, count=recorded is None)
     before = [np.array(v.numpy()) for v in model.weights]
-    load = model._keras_load_weights if isinstance(model, RegNetModel) else model.load_weights
+    load = getattr(model, "_keras_load_weights", None) if own else None
+    load = load or model.load_weights
     try:
         return load(path, skip_mismatch=skip_mismatch, **kwargs)
     except Exception as e:  # noqa: BLE001 - whatever Keras raised, undo the partial load first
