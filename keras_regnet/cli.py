@@ -168,48 +168,6 @@ def precheck(args) -> None:
 WEIGHTS_NONE = ("none", "random")
 
 
-def _quiet_tensorflow_logs() -> None:
-    """Silence TensorFlow's C++ start-up lines (CUDA probing, CPU features, oneDNN notes) unless the user chose."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with stderr captured: its shared libraries print absl lines before any log level applies.
-
-    The captured output is replayed if the import fails, so a broken install still explains itself.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    import importlib.util
-    import tempfile
-
-    try:
-        if importlib.util.find_spec("tensorflow") is None:
-            return  # not installed: the command says which extra to install when it needs it
-    except (ImportError, ValueError):
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode("utf-8", "replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-    try:
-        from absl import logging as absl_logging
-
-        absl_logging.set_verbosity(absl_logging.ERROR)
-    except ImportError:
-        pass
-
-
 def _debug_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -278,8 +236,11 @@ def main(argv=None) -> int:
     """Entry point of the ``keras-regnet`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
-    if not debug:
-        _quiet_tensorflow_logs()
+    from keras_regnet import _quiet
+
+    if debug:
+        _quiet.set_debug(True)  # inherited by worker processes
+    _quiet.quiet_environment()
     command = _command_in(argv)
     try:
         parser = build_parser(command)
@@ -287,14 +248,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("keras-regnet: interrupted", file=sys.stderr)
         return 130
-    debug = bool(getattr(args, "debug", False))
+    debug = bool(getattr(args, "debug", False)) or _quiet.debug()
     _normalize_weights(args)
     from keras_regnet._extras import MissingExtraError
 
     try:
         precheck(args)
-        if args.command not in _NO_TENSORFLOW and not debug:
-            _import_tensorflow_quietly()
+        if args.command not in _NO_TENSORFLOW:
+            _quiet.import_tensorflow()  # its C++ start-up lines are hidden unless --debug
         return int(importlib.import_module(args._module).run(args) or 0)
     except KeyboardInterrupt:
         if debug:

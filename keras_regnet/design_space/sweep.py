@@ -592,6 +592,9 @@ class _WorkerProgress:
 
 def _worker_main(cfg_dict, out, shard, threads):
     """Entry point of a worker process started by ``run_sweep(workers=N)``."""
+    from keras_regnet import _quiet
+
+    _quiet.worker_init()  # no TensorFlow start-up lines from each worker (KERAS_REGNET_DEBUG=1 shows them)
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)

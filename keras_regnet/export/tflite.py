@@ -19,6 +19,8 @@ import time
 import keras
 import numpy as np
 
+from keras_regnet._quiet import quiet
+
 __all__ = ["VARIANTS", "convert", "op_counts", "evaluate", "latency_ms", "fixed_size_model", "delegation",
            "input_quantization"]
 
@@ -76,7 +78,7 @@ def convert(model, variant="fp32", representative=None):
         converter.representative_dataset = dataset
         # Only integer kernels: a layer that cannot be quantized makes conversion fail instead of staying float.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with contextlib.redirect_stdout(io.StringIO()):  # from_keras_model prints the traced endpoint's summary
+    with contextlib.redirect_stdout(io.StringIO()), quiet():  # the traced endpoint's summary, MLIR/quantizer lines
         return converter.convert()
 
 
@@ -96,7 +98,8 @@ def ready_interpreter(content, threads=None):
     """
     interpreter = _interpreter(content, threads)
     try:
-        interpreter.allocate_tensors()
+        with quiet():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            interpreter.allocate_tensors()
         return interpreter, True
     except RuntimeError as e:
         if "XNNPACK" not in str(e):
@@ -196,7 +199,8 @@ def delegation(content, threads=2):
     interpreter = _interpreter(content, threads)
     original = interpreter._get_ops_details()
     try:
-        interpreter.allocate_tensors()
+        with quiet():
+            interpreter.allocate_tensors()
     except RuntimeError as e:
         if "XNNPACK" not in str(e):
             raise

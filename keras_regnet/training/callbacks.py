@@ -75,7 +75,7 @@ class PreciseBN(keras.callbacks.Callback):
         bns = batchnorm_layers(self.model)
         if not bns:
             return None, []
-        probe = keras.Model(self.model.inputs, [bn.input for bn in bns])
+        probe = keras.Model(self.model.inputs[0], [bn.input for bn in bns])  # called with one tensor
 
         def stats(images):
             """Each BN input's batch mean and unbiased batch variance (as PyTorch stores in running_var)."""
