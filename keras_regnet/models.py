@@ -16,8 +16,18 @@ from keras_regnet.model import MAX_PARAMS, MIN_INPUT_SIZE, RegNetModel, validate
 from keras_regnet.weights import atomic_save_weights, load_weights
 from keras_regnet.weights.files import infer_model_name, is_keras2_h5, load_file_into_model
 from keras_regnet.weights.naming import KERAS2_ARCHITECTURE
-from keras_regnet.errors import WeightsMismatchError
+from keras_regnet.errors import WeightsDownloadError, WeightsMismatchError
 from keras_regnet.weights.registry import REGISTRY, weights_for_tag
+
+class _NamedDefault:
+    """``build_model``'s default ``weights``: ``"imagenet"`` for the paper's named models (as keras.applications),
+    ``None`` (random init) for custom specs, which have no pretrained weights."""
+
+    def __repr__(self):
+        return "'imagenet' for paper models, None for custom specs"
+
+
+NAMED_DEFAULT = _NamedDefault()
 
 __all__ = [
     "RegNetModel", "AnyNet", "RegNet", "build_model", "get_model", "list_models", "convert_file",
@@ -30,7 +40,7 @@ __all__ = [
 def build_model(
     params,
     include_top=True,
-    weights=None,
+    weights=NAMED_DEFAULT,
     input_tensor=None,
     input_shape=None,
     pooling=None,
@@ -60,6 +70,8 @@ def build_model(
     arch = weights_arch or named
     if arch is not None:
         arch = specs.canonical_name(arch)
+    if weights is NAMED_DEFAULT:
+        weights = "imagenet" if named is not None else None
     weights = pretrained.normalize_weights_arg(weights, arch)
     info, padding, normalization = pretrained.registry_options(
         weights, arch, include_top, classes, padding, normalization)
@@ -74,14 +86,20 @@ def build_model(
     if pretrained_cfg is None:
         model.pretrained_cfg = pretrained.pretrained_cfg(model, weights, info, None, params)
     if weights is not None:
-        load_weights(model, weights, arch=arch, include_top=include_top)
+        try:
+            load_weights(model, weights, arch=arch, include_top=include_top)
+        except WeightsDownloadError as e:
+            raise WeightsDownloadError(
+                f"{e} Or build the model without pretrained weights: weights=None (keras-regnet: --weights none)."
+            ) from None
     return model
 
 
 _COMMON_DOC = """
     Args:
         include_top: whether to include the classifier (global average pool, ``head_fc``, ``predictions``).
-        weights: ``None`` (random init), ``"imagenet"`` (the paper's weights), a weights tag such as
+        weights: ``"imagenet"`` (the paper's weights; the default of the named models, downloaded once and
+            cached), ``None`` (random init; the default of custom RegNet/AnyNet specs), a weights tag such as
             ``"imagenet:<tag>"`` (or a timm name with a tag, ``"regnety_080.ra3_in1k"``), or a path to a weights file.
         input_tensor: optional Keras tensor (output of ``keras.Input``) to use as the image input.
         input_shape: optional ``(height, width, channels)`` (``(channels, height, width)`` under
@@ -175,7 +193,7 @@ def _named_model(paper_name, alias=None):
 
     def constructor(
         include_top=True,
-        weights=None,
+        weights="imagenet",
         input_tensor=None,
         input_shape=None,
         pooling=None,
@@ -258,11 +276,12 @@ ALIASES = {specs.alias_names(name)[0]: name for name in specs.MODEL_NAMES}
 
 def get_model(name, **kwargs):
     """Build a named model by any spelling: 'RegNetY600MF', 'RegNetY-600MF', 'RegNetY006' (tf_keras/kimm),
-    'regnety_006' (timm). A timm name with a tag ('regnety_080.ra3_in1k') sets the eval config of those weights;
-    ``weights="imagenet"`` (or the same tagged name as ``weights=``) then loads them. (``keras_regnet.get_model``
+    'regnety_006' (timm). ``weights`` defaults to ``"imagenet"``; with a timm name with a tag
+    ('regnety_080.ra3_in1k') that means those weights, and their eval config (``weights=None``: the eval config
+    only). (``keras_regnet.get_model``
     also takes ``.keras`` files and presets: :func:`keras_regnet.loading.get_model`.)"""
     paper_name, tag = specs.split_model_name(name)
-    if tag is not None and kwargs.get("weights") == "imagenet":
+    if tag is not None and kwargs.get("weights", "imagenet") == "imagenet":
         kwargs["weights"] = weights_for_tag(tag)
     kwargs.setdefault("name", specs.constructor_name(paper_name).lower())
     return build_model(name if tag else paper_name, **kwargs)

@@ -36,7 +36,7 @@ def test_activations_grow_like_sqrt_flops():
 
 @pytest.mark.parametrize("name", ["RegNetX-200MF", "RegNetY-200MF", "RegNetX-400MF", "RegNetY-600MF", "RegNetX-8.0GF"])
 def test_built_model_trainable_weights_equal_analytic_params(name):
-    model = keras_regnet.get_model(name)
+    model = keras_regnet.get_model(name, weights=None)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == PAPER[name][11]
     # count_params() also counts BatchNorm moving statistics, which the paper does not count as parameters.

@@ -18,7 +18,7 @@ from keras_regnet.preprocessing import decode_predictions, resize_and_center_cro
 def source(tmp_path_factory):
     """A RegNetX-200MF with random weights (BN statistics too) and its timm-format safetensors export."""
     keras.utils.set_random_seed(1)
-    model = keras_regnet.RegNetX200MF()
+    model = keras_regnet.RegNetX200MF(weights=None)
     rng = np.random.RandomState(1)
     for w in model.weights:
         if "moving_variance" in w.path:

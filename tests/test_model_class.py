@@ -42,9 +42,9 @@ def _snapshot(model):
 
 def test_every_constructor_returns_the_model_class():
     built = [
-        keras_regnet.RegNetX200MF(input_shape=(32, 32, 3)),
-        keras_regnet.RegNetY006(include_top=False),  # tf_keras / kimm alias
-        keras_regnet.get_model("regnetx_002", include_top=False, pooling="avg"),  # timm name
+        keras_regnet.RegNetX200MF(weights=None, input_shape=(32, 32, 3)),
+        keras_regnet.RegNetY006(weights=None, include_top=False),  # tf_keras / kimm alias
+        keras_regnet.get_model("regnetx_002", weights=None, include_top=False, pooling="avg"),  # timm name
         keras_regnet.RegNet(depth=6, w0=16, wa=8.0, wm=2.0, group_width=8, input_shape=(32, 32, 3), classes=5),
         keras_regnet.AnyNet(**TINY, input_shape=(32, 32, 3), classes=3),
         keras_regnet.models.build_model(dict(TINY, type="anynet"), include_top=False),
@@ -78,7 +78,7 @@ def test_feature_info_and_pyramid_are_recorded_while_building():
 
 
 def test_repr_and_summary_state_the_spec_in_one_line():
-    model = keras_regnet.RegNetY200MF(input_shape=(64, 64, 3), classes=7)
+    model = keras_regnet.RegNetY200MF(weights=None, input_shape=(64, 64, 3), classes=7)
     line = repr(model)
     assert "\n" not in line
     for part in ("RegNetY-200MF", "d=13", "w0=24", "wa=36.44", "wm=2.49", "g=8", "se=0.25", "64x64x3", "7 classes"):
@@ -193,10 +193,10 @@ def test_peer_names_and_list_models():
 
 
 def test_a_timm_tagged_name_selects_that_weights_eval_config():
-    model = keras_regnet.get_model("regnety_080.ra3_in1k", include_top=False)
+    model = keras_regnet.get_model("regnety_080.ra3_in1k", weights=None, include_top=False)
     assert model.spec == specs.get_params("RegNetY-8.0GF")
     cfg = model.pretrained_cfg
-    assert (cfg["size"], cfg["crop_pct"], cfg["weights"]) == (288, 1.0, None)  # weights stay opt-in
+    assert (cfg["size"], cfg["crop_pct"], cfg["weights"]) == (288, 1.0, None)  # weights=None: the eval config only
     with pytest.raises(ValueError, match="weights of RegNetY-8.0GF, not of RegNetY-600MF"):
         keras_regnet.RegNetY600MF(weights="regnety_080.ra3_in1k")
 

@@ -35,7 +35,7 @@ def test_named_constructors_exist_with_real_signatures():
 
 
 def test_layer_names_are_stable_and_hierarchical():
-    m = keras_regnet.RegNetY200MF()
+    m = keras_regnet.RegNetY200MF(weights=None)
     names = {layer.name for layer in m.layers}
     for expected in ["preprocessing", "stem_conv", "stem_bn", "s1_b1_conv_a", "s1_b1_conv_b", "s1_b1_se_reduce",
                      "s1_b1_se_expand", "s1_b1_conv_c", "s1_b1_proj_conv", "s1_b1_proj_bn", "s1_b1_add",
@@ -45,11 +45,11 @@ def test_layer_names_are_stable_and_hierarchical():
     assert isinstance(m.get_layer("s3_b2_conv_b"), GroupConv2D)
     assert m.get_layer("s3_b2_conv_b").groups == 152 // 8
     # Building twice gives the same names (no global counters).
-    assert [layer.name for layer in keras_regnet.RegNetY200MF().layers] == [layer.name for layer in m.layers]
+    assert [layer.name for layer in keras_regnet.RegNetY200MF(weights=None).layers] == [layer.name for layer in m.layers]
 
 
 def test_regnetx8gf_stage1_has_one_group():
-    m = keras_regnet.RegNetX8_0GF(include_top=False, input_shape=(64, 64, 3))
+    m = keras_regnet.RegNetX8_0GF(weights=None, include_top=False, input_shape=(64, 64, 3))
     conv = m.get_layer("s1_b1_conv_b")
     assert conv.filters == 80 and conv.kernel.shape == (3, 3, 80, 80)
     assert m.get_layer("s2_b1_conv_b").groups == 2
@@ -272,7 +272,7 @@ def test_builder_runs_under_jax_backend_if_installed(tmp_path):
     code = (
         "import numpy as np, keras, keras_regnet\n"
         "assert keras.backend.backend() == 'jax'\n"
-        "m = keras_regnet.RegNetY200MF(input_shape=(64, 64, 3), classes=10)\n"
+        "m = keras_regnet.RegNetY200MF(weights=None, input_shape=(64, 64, 3), classes=10)\n"
         "p = keras.ops.convert_to_numpy(m(np.random.uniform(0, 255, (2, 64, 64, 3)).astype('float32')))\n"
         "assert p.shape == (2, 10) and np.allclose(p.sum(-1), 1, atol=1e-5)\n"
         f"m.save_weights({str(tmp_path / 'jax.weights.h5')!r})\n"
@@ -283,7 +283,7 @@ def test_builder_runs_under_jax_backend_if_installed(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split()[-2] == "ok"
     # Weights written under JAX load into the TensorFlow model and give the same predictions.
-    m = keras_regnet.RegNetY200MF(input_shape=(64, 64, 3), classes=10)
+    m = keras_regnet.RegNetY200MF(weights=None, input_shape=(64, 64, 3), classes=10)
     m.load_weights(str(tmp_path / "jax.weights.h5"))
     assert int(out.stdout.split()[-1]) == sum(int(np.prod(w.shape)) for w in m.trainable_weights)
 
@@ -342,3 +342,33 @@ def test_narrow_strided_projection_trains_without_onednn_crash():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (out.returncode, out.stderr[-2000:])
+
+
+# ------------------------------------------------------------------------------------------------ default weights
+
+def test_named_constructors_default_to_imagenet_weights_like_keras_applications():
+    import inspect
+
+    for ctor in (keras_regnet.RegNetY600MF, keras_regnet.RegNetX200MF, keras_regnet.RegNetY006):
+        assert inspect.signature(ctor).parameters["weights"].default == "imagenet"
+    for ctor in (keras_regnet.AnyNet, keras_regnet.RegNet):
+        assert inspect.signature(ctor).parameters["weights"].default is None
+
+
+def test_offline_without_a_cached_file_says_in_one_line_how_to_proceed(tmp_path, monkeypatch):
+    from keras_regnet.weights import WeightsDownloadError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    for build in (lambda: keras_regnet.RegNetX200MF(input_shape=(32, 32, 3)),  # the named default
+                  lambda: keras_regnet.build_model("RegNetX-200MF", input_shape=(32, 32, 3)),
+                  lambda: keras_regnet.get_model("regnetx_002", input_shape=(32, 32, 3))):
+        with pytest.raises(WeightsDownloadError) as info:
+            build()
+        message = str(info.value)
+        assert len(message.splitlines()) == 1, message
+        for how in ("weights=None", "--weights none", "/path/to/", "HF_ENDPOINT"):
+            assert how in message, (how, message)
+    # custom specs have no pretrained weights: their default is a random model, offline or not
+    assert keras_regnet.build_model(dict(TINY, type="anynet"), input_shape=(32, 32, 3)).pretrained_cfg["weights"] is None

@@ -274,7 +274,7 @@ def test_public_constructor_downloads_a_full_size_model(hub, monkeypatch):
     """``keras_regnet.RegNetX200MF(weights="imagenet")`` end to end, with and without the top."""
     monkeypatch.setitem(registry.REGISTRY["RegNetX-200MF"][0], "classes", 1000)  # the real architecture again
     monkeypatch.setitem(specs.MODEL_PARAMS, "RegNetX-200MF", FULL_PARAMS["RegNetX-200MF"])
-    source = keras_regnet.RegNetX200MF(classifier_activation=None, input_shape=(64, 64, 3))  # 64 px: same weights
+    source = keras_regnet.RegNetX200MF(weights=None, classifier_activation=None, input_shape=(64, 64, 3))  # 64 px: same weights
     for w in source.weights:  # move BN statistics away from their initial values
         if "moving_variance" in w.path:
             w.assign(np.random.uniform(0.5, 2.0, w.shape).astype("float32"))
