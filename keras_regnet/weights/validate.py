@@ -1,8 +1,8 @@
 """Checking a downloaded weights file before anything trusts it (caches it, pins its sha256, converts it).
 
-:func:`expected_shapes` derives, from the architecture alone (``keras_regnet.specs``), the exact tensor names and
-PyTorch-layout shapes a timm- or pycls-format state dict of that model holds. :func:`validate_safetensors` parses a
-file's safetensors header with bounds checks (the header length against the file size, then safetensors' own
+:func:`expected_shapes` reads, from the layer plan alone (``keras_regnet.plan``, no model built), the exact tensor
+names and PyTorch-layout shapes a timm- or pycls-format state dict of that model holds. :func:`validate_safetensors`
+parses a file's safetensors header with bounds checks (the header length against the file size, then safetensors' own
 parser), compares names and shapes with that map, and reads every tensor to check it is floating point and finite.
 :func:`describe_content` names what a file that is not safetensors looks like (an HTML page from a captive portal
 or proxy, a JSON error, a Git LFS pointer ...), so errors can say what went wrong.
@@ -15,8 +15,9 @@ import os
 import struct
 
 from keras_regnet.errors import WeightsValidationError
-from keras_regnet.weights.naming import BN_VARS as _BN
+from keras_regnet.plan import build_plan
 from keras_regnet.weights.naming import timm_key_to_pycls as _to_pycls
+from keras_regnet.weights.naming import timm_module, var_names
 
 __all__ = [
     "WeightsValidationError",
@@ -36,55 +37,35 @@ _COUNTER = "num_batches_tracked"  # PyTorch BatchNorm's step counter: an integer
 def expected_shapes(spec, classes=1000, fmt="timm", include_head=True):
     """``{tensor name: shape}`` (PyTorch layouts) of ``spec``'s timm- or pycls-format state dict.
 
-    ``spec`` is a ``RegNetParams`` or ``AnyNetParams`` (a RegNet is expanded with ``to_anynet()``: pycls's
-    group/width rounding). Stem: 3x3 conv 3 -> ``stem_width`` + BN. Each stage: ``depth`` bottleneck blocks, the
-    first with stride 2; block ``w_in -> w``: 1x1 conv to ``w / b``, 3x3 group conv (group width ``g``), SE with
-    ``round(w_in * se_ratio)`` channels, 1x1 conv to ``w``, and a 1x1 projection + BN when the width or stride
-    changes. Head: a ``classes``-way linear layer. BatchNorm's ``num_batches_tracked`` counters are not listed
-    (they are optional and carry no weights).
+    ``spec`` is a ``RegNetParams`` or ``AnyNetParams`` (or a paper model name / dict form). Read from the layer plan
+    (:func:`keras_regnet.plan.build_plan`): one entry per weight of every conv, BatchNorm and the ``classes``-way
+    head (with ``include_head``), named by the timm/pycls tables over the layers' roles. BatchNorm's
+    ``num_batches_tracked`` counters are not listed (they are optional and carry no weights).
     """
     if fmt not in ("timm", "pycls"):
         raise ValueError(f"fmt must be 'timm' or 'pycls', got {fmt!r}.")
-    a = spec.to_anynet() if hasattr(spec, "to_anynet") else spec
+    layer_plan = build_plan(spec, include_top=include_head, classes=classes, include_preprocessing=False)
     out = {}
-
-    def conv(module, c_out, c_in, k):
-        out[f"{module}.weight"] = (c_out, c_in, k, k)
-
-    def bn(module, c):
-        for var in _BN:
-            out[f"{module}.{var}"] = (c,)
-
-    conv("stem.conv", a.stem_width, 3, 3)
-    bn("stem.bn", a.stem_width)
-    w_in = a.stem_width
-    for s, (depth, w, b, g) in enumerate(zip(a.depths, a.widths, a.bottleneck_ratios, a.group_widths), start=1):
-        for j in range(1, depth + 1):
-            p = f"s{s}.b{j}"
-            stride = 2 if j == 1 else 1
-            wb = int(round(w / b))
-            if w_in != w or stride != 1:
-                conv(f"{p}.downsample.conv", w, w_in, 1)
-                bn(f"{p}.downsample.bn", w)
-            conv(f"{p}.conv1.conv", wb, w_in, 1)
-            bn(f"{p}.conv1.bn", wb)
-            conv(f"{p}.conv2.conv", wb, g, 3)
-            bn(f"{p}.conv2.bn", wb)
-            w_se = int(round(w_in * a.se_ratio))
-            if a.se_ratio and w_se > 0:
-                out[f"{p}.se.fc1.weight"] = (w_se, wb, 1, 1)
-                out[f"{p}.se.fc1.bias"] = (w_se,)
-                out[f"{p}.se.fc2.weight"] = (wb, w_se, 1, 1)
-                out[f"{p}.se.fc2.bias"] = (wb,)
-            conv(f"{p}.conv3.conv", w, wb, 1)
-            bn(f"{p}.conv3.bn", w)
-            w_in = w
-    if include_head:
-        out["head.fc.weight"] = (classes, w_in)
-        out["head.fc.bias"] = (classes,)
+    for layer in layer_plan.layers:
+        if not layer.has_weights:
+            continue
+        module, kind = timm_module(layer.layer_role)
+        if module is None:
+            raise ValueError(f"no timm name for planned layer {layer.name!r} {layer.layer_role}.")
+        for var in var_names(kind):
+            out[f"{module}.{var}"] = _torch_shape(layer, var)
     if fmt == "pycls":
         out = {_to_pycls(k): v for k, v in out.items()}
     return out
+
+
+def _torch_shape(layer, var):
+    """The PyTorch shape of weight ``var`` ('weight', 'bias', 'running_mean' ...) of a planned layer."""
+    if layer.kind == "bn" or var != "weight":
+        return (layer.channels_out,)
+    if layer.kind == "dense":
+        return (layer.channels_out, layer.channels_in)
+    return (layer.channels_out, layer.channels_in // layer.groups, layer.kernel, layer.kernel)
 
 
 def expected_shapes_for_entry(info):
