@@ -619,7 +619,9 @@ def _prepare_command(name, data_dir):
 
 
 def _load_tfds(name, split, *, data_dir, manual_dir, download, shuffle_files, decode=True):
-    import tensorflow_datasets as tfds
+    from keras_regnet._extras import require
+
+    tfds = require("tensorflow_datasets", "train", f"the tensorflow-datasets data set {name!r}")
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)

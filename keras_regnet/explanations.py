@@ -171,6 +171,9 @@ def explain(model, images, method="gradcam", class_index=None, layer=None, **kwa
         float32 array ``(N, H, W)`` (or ``(H, W)`` for one image) in [0, 1], 1 = most important; the CAMs are
         upsampled to the image size.
     """
+    from keras_regnet._extras import require
+
+    require("tf_keras_vis", "explain", "keras_regnet.explain")
     from tf_keras_vis.gradcam import Gradcam
     from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
     from tf_keras_vis.layercam import Layercam
@@ -296,7 +299,9 @@ def overlay_heatmap(image, heatmap, alpha=0.45, colormap="jet"):
 
     The heatmap is resized to the image if needed; ``alpha`` is the heatmap's opacity.
     """
-    import matplotlib
+    from keras_regnet._extras import require
+
+    matplotlib = require("matplotlib", "explain", "keras_regnet.explanations.overlay_heatmap")
 
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}.")
@@ -318,6 +323,9 @@ def plot_explanations(images, heatmaps, titles=None, path=None, alpha=0.45, colo
     Returns:
         the ``matplotlib.figure.Figure``.
     """
+    from keras_regnet._extras import require
+
+    require("matplotlib", "explain", "keras_regnet.explanations.plot_explanations")
     from matplotlib.figure import Figure
 
     images = np.asarray(images)

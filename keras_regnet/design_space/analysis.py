@@ -185,7 +185,9 @@ def summarize(errors) -> dict:
 
 def ks_test(a, b) -> dict:
     """Two-sample Kolmogorov-Smirnov test of two error populations: statistic sup|F_a - F_b| and p-value."""
-    from scipy import stats
+    from keras_regnet._extras import require
+
+    stats = require("scipy.stats", "design", "the KS test of design-space errors")
 
     res = stats.ks_2samp(_errors(a), _errors(b))
     return {"ks": float(res.statistic), "p_value": float(res.pvalue)}

@@ -19,7 +19,9 @@ COLORS = ("#0072bd", "#d95319", "#edb120", "#7e2f8e", "#77ac30", "#4dbeee", "#a2
 
 
 def _pyplot():
-    import matplotlib
+    from keras_regnet._extras import require
+
+    matplotlib = require("matplotlib", "design", "design-space plots")
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

@@ -291,6 +291,9 @@ def export_model(model, output_dir="saved_models", name=None, options=None, **ov
         ExportError: bad input, a failed write (disk full: one line) or an artifact failing its verification;
         nothing is published then.
     """
+    from keras_regnet._extras import require
+
+    require("tensorflow", "tensorflow", "keras_regnet.export (SavedModel, TFLite)")
     options = dataclasses.replace(options or ExportOptions(), **overrides).validated()
     plan = _plan(model, output_dir, name, options)
     notes = check_model_dir(plan.base, plan.fingerprint)

@@ -17,7 +17,10 @@ OPSET = 17
 def convert(model, output_kind):
     """The serialized ONNX model (bytes) of ``model``."""
     import tensorflow as tf
-    import tf2onnx
+
+    from keras_regnet._extras import require
+
+    tf2onnx = require("tf2onnx", "export", "the ONNX export")
 
     h, w, c = model.inputs[0].shape[1:]
     spec = (tf.TensorSpec((None, h, w, c), tf.float32, name="images"),)
@@ -38,7 +41,9 @@ def evaluate(content, images, reference, reference_logits=None):
     """
     from keras_regnet.export.common import compare_logits
 
-    import onnxruntime
+    from keras_regnet._extras import require
+
+    onnxruntime = require("onnxruntime", "export", "the ONNX check")
 
     session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: np.asarray(images, np.float32)})[0]
@@ -56,6 +61,8 @@ def evaluate(content, images, reference, reference_logits=None):
 
 
 def _graph_nodes(content):
-    import onnx
+    from keras_regnet._extras import require
+
+    onnx = require("onnx", "export", "the ONNX check")
 
     return onnx.load_from_string(content).graph.node

@@ -19,6 +19,7 @@ import time
 import keras
 import numpy as np
 
+from keras_regnet._extras import require
 from keras_regnet._quiet import quiet
 
 __all__ = ["VARIANTS", "convert", "op_counts", "evaluate", "latency_ms", "fixed_size_model", "delegation",
@@ -83,6 +84,7 @@ def convert(model, variant="fp32", representative=None):
 
 
 def _interpreter(content, threads=None, xnnpack=True):
+    require("ai_edge_litert", "export", "running a TFLite model (LiteRT)")
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     kind = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -148,6 +150,7 @@ def run(content, images, threads=2, logits=False):
     classes); the logits inside the same file are not.
     """
     if logits:
+        require("ai_edge_litert", "export", "running a TFLite model (LiteRT)")
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         interpreter = Interpreter(model_content=content, num_threads=threads, experimental_preserve_all_tensors=True,

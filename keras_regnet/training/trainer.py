@@ -409,7 +409,10 @@ def train(config, callbacks=()) -> TrainResult:
     """
     import keras
 
+    from keras_regnet._extras import require
     from keras_regnet.training.presets import describe_defaults, resolve_defaults, validate
+
+    require("tensorflow", "tensorflow", "keras_regnet.training.train (tf.distribute, tf.data)")
     from keras_regnet.training.schedules import WarmupCosine
     from keras_regnet.training.strategy import make_strategy
 

@@ -289,13 +289,10 @@ def read_state_dict(path):
                 f"cannot read {path!r} as safetensors ({e}); the file is truncated or not a safetensors file."
             ) from None
     if path.endswith((".pyth", ".pth", ".pt")):
-        try:
-            import torch
-        except ImportError:
-            raise ImportError(
-                f"reading the PyTorch checkpoint {path!r} needs torch (pip install torch), or convert it to "
-                "safetensors elsewhere first."
-            ) from None
+        from keras_regnet._extras import require
+
+        torch = require("torch", "torch", f"reading the PyTorch checkpoint {path!r} (or convert it to safetensors "
+                        "elsewhere first)")
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many types for corrupt files
