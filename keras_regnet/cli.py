@@ -198,6 +198,51 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     return parser
 
 
+DOCS_MARKER = "<!-- Generated from the parser (keras_regnet.cli.reference_markdown); do not edit below this line. -->"
+
+
+def reference_markdown() -> str:
+    """docs/cli.md's reference part: every sub-command with its usage and every argument with its help text.
+
+    Regenerate with ``python -c "import keras_regnet.cli as c; c.write_reference('docs/cli.md')"`` (tests check it).
+    """
+    parser = build_parser("*")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    lines = [DOCS_MARKER, ""]
+    for name, command in sub.choices.items():
+        formatter = command._get_formatter()
+        usage = " ".join(command.format_usage().split())[len("usage: "):]
+        lines += [f"### keras-regnet {name}", "", COMMANDS[name][1][0].upper() + COMMANDS[name][1][1:] + ".", "",
+                  "```", usage, "```", ""]
+        for action in command._actions:
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            if action.option_strings:
+                metavar = "" if action.nargs == 0 else " " + formatter._format_args(action, action.dest.upper())
+                flag = ", ".join(action.option_strings) + metavar
+            else:
+                flag = formatter._format_args(action, action.dest)
+            try:
+                text = formatter._expand_help(action) if action.help else ""
+            except (ValueError, TypeError, KeyError):  # a stray % in a help text (test_cli renders every --help)
+                text = action.help
+            text = " ".join(text.split())
+            if action.choices is not None and action.option_strings and "{" not in flag:
+                text += f" (one of: {', '.join(map(str, action.choices))})"
+            lines.append(f"- `{flag}`: {text}".rstrip(": ") if text else f"- `{flag}`")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_reference(path: str) -> None:
+    """Replace everything below :data:`DOCS_MARKER` in ``path`` (docs/cli.md) with :func:`reference_markdown`."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    head = text.split(DOCS_MARKER)[0].rstrip() + "\n\n"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head + reference_markdown())
+
+
 def _command_in(argv) -> str | None:
     """The sub-command named in ``argv`` (the first word that is not an option), or None."""
     for word in argv:

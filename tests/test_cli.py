@@ -271,3 +271,39 @@ def test_predict_random_weights_and_decompression_bomb(tmp_path, capsys):
     assert cli.main(["predict", str(img), "--model", "RegNetX200MF", "--weights", "none", "--size", "32",
                      "--max-pixels", "1000"]) == 2
     assert "40x40" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ docs/cli.md, --help
+
+DOCS_CLI = os.path.join(ROOT, "docs", "cli.md")
+
+
+def _subparsers():
+    import argparse
+
+    parser = cli.build_parser("*")
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_every_subcommand_help_renders():
+    """`keras-regnet COMMAND --help` works for every command (a stray % in a help text makes argparse raise)."""
+    for name, parser in _subparsers().items():
+        text = parser.format_help()
+        assert f"keras-regnet {name}" in text and "--debug" in text, name
+
+
+def test_docs_cli_md_is_the_parser_reference():
+    """docs/cli.md lists every sub-command and every flag, as generated from the parser (regenerate it with
+    python -c "import keras_regnet.cli as c; c.write_reference('docs/cli.md')")."""
+    with open(DOCS_CLI, encoding="utf-8") as f:
+        text = f.read()
+    assert cli.DOCS_MARKER in text
+    generated = text.split(cli.DOCS_MARKER)[0].rstrip() + "\n\n" + cli.reference_markdown()
+    assert text == generated, "docs/cli.md is out of date: regenerate it with cli.write_reference('docs/cli.md')"
+    for name, parser in _subparsers().items():
+        assert f"### keras-regnet {name}\n" in text
+        for action in parser._actions:
+            for flag in action.option_strings:
+                if flag not in ("-h", "--help"):
+                    assert f"`{flag}" in text or f", {flag}" in text, (name, flag)
+    assert "### keras-regnet cache\n" in text
