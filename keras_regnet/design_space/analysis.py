@@ -9,6 +9,7 @@ quantized linear generator (w0, wa, wm, fit error), the paper's Figure 7 analysi
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import json
 import math
 import os
@@ -28,6 +29,8 @@ __all__ = [
     "compare_groups",
     "design_metrics",
     "trend_line",
+    "verdict",
+    "verdicts",
     "METRICS",
 ]
 
@@ -77,12 +80,12 @@ def load_groups(paths, log=print) -> "collections.OrderedDict[str, list]":
             raise ValueError(f"{path} is given more than once (also as {seen_files[real]}); give each results file "
                              "once.")
         seen_files[real] = path
-    per_file = []
+    per_file, shared = [], {}
     for path in paths:
         res = results_lib.read_results(path)
         if res.damaged:
             log(f"warning: {len(res.damaged)} damaged line(s) skipped:\n{res.damage_report()}")
-        records, seen, dups, odd = [], set(), 0, []
+        records, seen, dups, odd, last_sweep = [], set(), 0, [], None
         for n, r in enumerate(res.records):
             space = r.get("space", "?")
             if not isinstance(space, str) or not space:
@@ -98,6 +101,11 @@ def load_groups(paths, log=print) -> "collections.OrderedDict[str, list]":
                 dups += 1
                 continue
             seen.add(ident)
+            sweep = r.get("sweep")
+            if isinstance(sweep, dict):  # one object for equal settings: less memory, faster checks
+                if sweep != last_sweep:
+                    last_sweep = shared.setdefault(json.dumps(sweep, sort_keys=True), sweep)
+                r["sweep"] = last_sweep
             records.append(r)
         if odd:
             log(f"warning: {len(odd)} record(s) skipped:\n" + "\n".join(odd))
@@ -122,9 +130,14 @@ def load_groups(paths, log=print) -> "collections.OrderedDict[str, list]":
 def _settings(records) -> dict:
     """{setting: set of JSON values} over a file's records (from each record's ``sweep`` settings)."""
     out = collections.defaultdict(set)
+    shared = set()  # ids of settings dicts already counted (load_groups makes equal ones one object)
     for r in records:
         sweep = r.get("sweep")
-        if not isinstance(sweep, dict):
+        if isinstance(sweep, dict):
+            if id(sweep) in shared:
+                continue
+            shared.add(id(sweep))
+        else:
             sweep = {k: r[k] for k in ("epochs", "dataset", "image_size", "num_classes") if k in r}
         for k, v in sweep.items():
             if k not in _SETTINGS_IGNORED:
@@ -193,9 +206,9 @@ def ks_test(a, b) -> dict:
     return {"ks": float(res.statistic), "p_value": float(res.pvalue)}
 
 
-# Resampled values drawn at once by the bootstrap (per chunk: resamples x population size): 4M int32 indices
-# and 4M float64 values, 48 MB.
-_BOOTSTRAP_CHUNK_VALUES = 4_000_000
+# Resampled values drawn at once by each of the bootstrap's two threads (a chunk: resamples x population size):
+# 2M int32 indices and 2M float64 values, 24 MB per thread.
+_BOOTSTRAP_CHUNK_VALUES = 2_000_000
 
 
 def _bootstrap_means(values, n_resamples, rng):
@@ -225,7 +238,11 @@ def bootstrap_mean_difference(a, b, confidence=0.95, n_resamples=10_000, seed=0)
     if a.size < 2 or b.size < 2:
         return {"diff": diff, "low": math.nan, "high": math.nan}
     rng_a, rng_b = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    dist = _bootstrap_means(a, int(n_resamples), rng_a) - _bootstrap_means(b, int(n_resamples), rng_b)
+    # The two populations are resampled in two threads (NumPy releases the GIL while drawing and gathering).
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        means_a = pool.submit(_bootstrap_means, a, int(n_resamples), rng_a)
+        means_b = pool.submit(_bootstrap_means, b, int(n_resamples), rng_b)
+        dist = means_a.result() - means_b.result()
     alpha = (1 - confidence) / 2
     low, high = np.percentile(dist, [100 * alpha, 100 * (1 - alpha)])
     return {"diff": diff, "low": float(low), "high": float(high)}
@@ -247,6 +264,37 @@ def compare_groups(groups, confidence=0.95, n_resamples=10_000, seed=0) -> list:
             row.update(mean_diff=boot["diff"], diff_low=boot["low"], diff_high=boot["high"])
         rows.append(row)
     return rows
+
+
+def verdict(row: dict, reference: str, alpha=0.01) -> str:
+    """One line saying whether a :func:`compare_groups` row differs significantly from the reference.
+
+    Significant means both tests agree: the KS p-value is below ``alpha`` and the bootstrap interval of the mean
+    difference excludes 0. Otherwise the line says the difference is not significant at this sample size.
+    """
+    if "ks" not in row:
+        return f"{row['space']}: reference"
+    lo, hi = row.get("diff_low", math.nan), row.get("diff_high", math.nan)
+    ci_excludes_0 = not (math.isnan(lo) or math.isnan(hi)) and (lo > 0 or hi < 0)
+    ks_rejects = row["p_value"] < alpha
+    ci = "no interval (n < 2)" if math.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
+    facts = (f"{row['space']} vs {reference} (n = {row['n']} vs {row['n_reference']}): KS {row['ks']:.2f}, "
+             f"p = {row['p_value']:.2g}; mean error difference {row['mean_diff']:+.2f} points, CI {ci}")
+    if ks_rejects and ci_excludes_0:
+        side = "lower (better)" if row["mean_diff"] < 0 else "higher (worse)"
+        return f"{facts}: significant at {alpha:g}, {row['space']}'s errors are {side}."
+    if ks_rejects or ci_excludes_0:
+        which = "the KS test rejects equal distributions" if ks_rejects else "the mean-difference interval excludes 0"
+        return (f"{facts}: not significant at {alpha:g} (only {which}); more samples per space would decide "
+                "(`keras-regnet compare --study`).")
+    return (f"{facts}: not significant at this sample size; the difference may be noise "
+            "(more samples: `keras-regnet compare --study`).")
+
+
+def verdicts(rows, alpha=0.01) -> list:
+    """:func:`verdict` for every non-reference row of :func:`compare_groups`."""
+    ref = rows[0]
+    return [verdict(dict(r, n_reference=ref["n"]), ref["space"], alpha) for r in rows[1:]]
 
 
 def block_widths(spec: dict) -> list:

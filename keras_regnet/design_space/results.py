@@ -68,44 +68,87 @@ def read_results(path, required=("error",)) -> ResultsFile:
     """Read a JSONL results file; good records are kept, damaged lines are reported, never raised.
 
     A line is damaged when it is not valid JSON, not an object, misses a ``required`` key, has an ``error``
-    that is not a finite number in [0, 100] (a top-1 error in %), or is the last line without its newline (a write cut short by a crash).
+    that is not a finite number in [0, 100] (a top-1 error in %), or is the last line without its newline (a
+    write cut short by a crash). The file is streamed: memory holds the records, not the file's text.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"results file {path!r} does not exist; run `keras-regnet sweep --out {path}` first.")
-    with open(path, "rb") as f:
-        data = f.read()
     records, damaged, numbers_ = [], [], []
-    lines = data.split(b"\n")
-    complete = data.endswith(b"\n") or not data
-    for i, raw in enumerate(lines):
-        if not raw.strip():
-            continue
-        text = raw.decode("utf-8", errors="replace")
-        is_last = i == len(lines) - 1
-        try:
-            rec = json.loads(text)
-        except ValueError:
+
+    def check(n, rec, raw, is_last, complete):
+        """Keep ``rec`` (parsed from line ``n``) or report why it is damaged; ``rec`` is _NOT_JSON if not JSON."""
+        if rec is _NOT_JSON:
             reason = "truncated last line (the writer was killed mid-line)" if is_last and not complete else "not valid JSON"
-            damaged.append((i + 1, text, reason))
-            continue
+            damaged.append((n, raw.decode("utf-8", errors="replace"), reason))
+            return
+        reason = None
         if is_last and not complete:
-            damaged.append((i + 1, text, "last line has no newline (the writer was killed mid-line)"))
+            reason = "last line has no newline (the writer was killed mid-line)"
         elif not isinstance(rec, dict):
-            damaged.append((i + 1, text, "not a JSON object"))
+            reason = "not a JSON object"
         elif missing := [k for k in required if k not in rec]:
-            damaged.append((i + 1, text, f"missing keys {missing}"))
+            reason = f"missing keys {missing}"
         elif "error" in rec and not _finite_number(rec["error"]):
-            damaged.append((i + 1, text, f"'error' is not a finite number: {rec['error']!r}"))
+            reason = f"'error' is not a finite number: {rec['error']!r}"
         elif "error" in rec and not 0 <= rec["error"] <= 100:
-            damaged.append((i + 1, text, f"'error' must be a percentage in [0, 100], got {rec['error']!r}"))
+            reason = f"'error' must be a percentage in [0, 100], got {rec['error']!r}"
+        if reason:
+            damaged.append((n, raw.decode("utf-8", errors="replace"), reason))
         else:
             records.append(rec)
-            numbers_.append(i + 1)
+            numbers_.append(n)
+
+    # Streamed in blocks of lines, each block parsed by one json call (keys shared within a block: less memory,
+    # faster); a block with any bad line is parsed again line by line to find it.
+    with open(path, "rb") as f:
+        block = []
+        for n, raw in enumerate(f, 1):
+            complete = raw.endswith(b"\n")  # only the file's last line can lack its newline
+            raw = raw[:-1] if complete else raw
+            if not raw.strip():
+                continue
+            if complete:
+                block.append((n, raw))
+                if len(block) < _BLOCK_LINES:
+                    continue
+            for m, rec, text in _parse_block(block):
+                check(m, rec, text, False, True)
+            block = []
+            if not complete:
+                check(n, _parse_line(raw), raw, True, False)
+        for m, rec, text in _parse_block(block):
+            check(m, rec, text, False, True)
     return ResultsFile(path, records, damaged, numbers_)
 
 
+_BLOCK_LINES = 2000
+_NOT_JSON = object()
+
+
+def _parse_line(raw):
+    try:
+        return json.loads(raw.decode("utf-8", errors="replace"))
+    except ValueError:
+        return _NOT_JSON
+
+
+def _parse_block(block):
+    """(line number, parsed value or _NOT_JSON, raw line) of each (line number, raw line) of ``block``."""
+    if not block:
+        return []
+    try:
+        values = json.loads(b"[" + b",".join(raw for _, raw in block) + b"]")
+    except ValueError:
+        values = None
+    if values is None or len(values) != len(block):
+        values = [_parse_line(raw) for _, raw in block]
+    return [(n, v, raw) for (n, raw), v in zip(block, values)]
+
+
 def _finite_number(v) -> bool:
+    if type(v) is float or type(v) is int:  # the common case, without the slow ABC check
+        return math.isfinite(v)
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
