@@ -168,6 +168,10 @@ def test_rest_bodies_of_the_readme(exported, trained):
     response = sm_lib.call_rest_body(loaded, json.loads(json.dumps(body)))
     ref = trained.predict(resize_and_center_crop(x, SIZE, 0.875, "bicubic").numpy(), verbose=0)
     np.testing.assert_allclose([p["probabilities"] for p in response["predictions"]], ref, atol=1e-5)
+    assert sm_lib.call_rest_body(loaded, json.dumps(body)) == response  # the JSON text itself (as curl -d sends)
+    for bad in ("{not json", [1, 2], {"inputs": []}):
+        with pytest.raises(ValueError, match="JSON|instances"):
+            sm_lib.call_rest_body(loaded, bad)
 
 
 def test_saved_model_cli_show_and_run(exported, trained, tmp_path):

@@ -188,10 +188,22 @@ def verify_savedmodel(path, reference_model, images, encoded=None, max_pixels=DE
 def call_rest_body(loaded, body):
     """Run a TF Serving REST ``:predict`` body (row format, ``{"signature_name", "instances"}``) on a loaded SavedModel.
 
-    Decodes ``{"b64": ...}`` values to bytes as TF Serving does and returns the response TF Serving would send,
+    ``body`` is the request as a dict or as its JSON text (str or bytes, what ``curl -d`` sends). Decodes
+    ``{"b64": ...}`` values to bytes as TF Serving does and returns the response TF Serving would send,
     ``{"predictions": [{output: value, ...}, ...]}``. For tests and local checks of request bodies.
     """
+    import json
+
     import tensorflow as tf
+
+    if isinstance(body, (str, bytes, bytearray)):
+        try:
+            body = json.loads(body)
+        except ValueError as e:
+            raise ValueError(f"body is not valid JSON ({e}).") from None
+    if not isinstance(body, dict) or "instances" not in body:
+        raise ValueError('body must be a dict (or its JSON text) with an "instances" list, as TF Serving\'s REST '
+                         f'":predict" takes; got {type(body).__name__}.')
 
     fn = loaded.signatures[body.get("signature_name", "serving_default")]
     (input_name, spec), = fn.structured_input_signature[1].items()
