@@ -68,6 +68,7 @@ _CONCURRENT = """
         return {"error": float(seed % 50), "train_time_s": 0.4}
 
     sweep.train_proxy = train
+    open(f"{out}.ready{os.getpid()}", "w").close()
     while not os.path.exists(out + ".go"):  # start both runs together
         time.sleep(0.01)
     cfg = sweep.SweepConfig(space="RegNetX", samples=8, epochs=2, flops=(2e6, 6e6), batch_size=32)
@@ -78,7 +79,10 @@ _CONCURRENT = """
 def test_two_identical_sweeps_on_one_file_train_each_sample_once(tmp_path):
     out, log = tmp_path / "r.jsonl", tmp_path / "trained.txt"
     procs = [_run(_CONCURRENT, out, log) for _ in range(2)]
-    time.sleep(1.0)
+    deadline = time.monotonic() + 300
+    while len(list(tmp_path.glob("r.jsonl.ready*"))) < 2:  # both processes waiting at the start line
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a sweep process did not start"
+        time.sleep(0.01)
     (tmp_path / "r.jsonl.go").write_text("")
     for p in procs:
         _, err = p.communicate(timeout=300)
