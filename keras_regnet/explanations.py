@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from keras_regnet.features import stage_outputs
+from keras_regnet._compat import producing_layer
 from keras_regnet.model import find_regnet
 
 __all__ = ["METHODS", "explain", "explanation_layer", "overlay_heatmap", "plot_explanations"]
@@ -117,11 +118,11 @@ def _check_images(model, images):
 def _class_indices(model, batch, class_index):
     """One class per image: the model's prediction (``None``), one int for all, or one per image; range-checked."""
     classes = model.outputs[0].shape[-1]
-    pooled_backbone = model.outputs[0]._keras_history.operation.name in ("avg_pool", "max_pool")
+    pooled_backbone = producing_layer(model.outputs[0]).name in ("avg_pool", "max_pool")
     if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2 or pooled_backbone:
         raise ValueError(
             "explain needs a classifier with one (batch, classes) output, "
-            f"got outputs {[t.shape for t in model.outputs]} from {model.outputs[0]._keras_history.operation.name!r}; "
+            f"got outputs {[t.shape for t in model.outputs]} from {producing_layer(model.outputs[0]).name!r}; "
             "build the model with include_top=True or add a head (keras_regnet.transfer.replace_head)."
         )
     if class_index is None:

@@ -190,6 +190,8 @@ def inference_function(model, *, fold_bn=True, matmul_se=True, jit_compile=False
     tf = _tf()
     import keras
 
+    from keras_regnet._compat import run_through_graph
+
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
             f"keras_regnet.inference builds a TensorFlow graph; the Keras backend is {keras.backend.backend()!r}. "
@@ -208,7 +210,7 @@ def inference_function(model, *, fold_bn=True, matmul_se=True, jit_compile=False
     emitter = _Emitter(tf, model, matmul_se=matmul_se)
 
     def forward(*inputs):
-        return model._run_through_graph(list(inputs), operation_fn=lambda op: op, call_fn=emitter)
+        return run_through_graph(model, inputs, emitter)
 
     fn = tf.function(forward, input_signature=input_signature, jit_compile=jit_compile, autograph=False)
     fn.get_concrete_function()  # trace now: errors surface here and the first call is fast

@@ -18,6 +18,7 @@ import zipfile
 import numpy as np
 
 from keras_regnet import specs
+from keras_regnet._compat import weights_file_layer_datasets
 from keras_regnet.errors import WeightsMismatchError
 
 __all__ = ["record_architecture", "recorded_architecture", "check_architecture", "load_keras_weights"]
@@ -129,20 +130,6 @@ def check_architecture(model, recorded, source):
         )
 
 
-def _layer_datasets(f):
-    """``[(path, dataset)]`` of the layer variables in a Keras 3 weights file (optimizer state excluded)."""
-    import h5py
-
-    found = []
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Dataset) and name.startswith("layers/"):
-            found.append((name, obj))
-
-    f.visititems(visit)
-    return found
-
-
 def check_tensors(model, path, source, count=True):
     """Every layer tensor is float and finite, and (``count``) the file holds as many as the model has weights.
 
@@ -150,7 +137,7 @@ def check_tensors(model, path, source, count=True):
     more layers than a model built from them with fewer outputs (a classifier's file for a feature extractor).
     """
     with _open_weights(path) as f:
-        datasets = _layer_datasets(f)
+        datasets = weights_file_layer_datasets(f)
         for name, ds in datasets:
             if "seed_generator" in name:
                 continue

@@ -327,7 +327,9 @@ def momentum_update(optimizer, variables):
     )
     if not plain:
         return lambda grads: optimizer.apply_gradients(zip(grads, variables))
-    slots = [optimizer.momentums[optimizer._get_variable_index(v)] for v in variables]
+    from keras_regnet._compat import optimizer_slot_index  # Keras: imported with the training, not the sweep
+
+    slots = [optimizer.momentums[optimizer_slot_index(optimizer, v)] for v in variables]
     decays = [optimizer.decays(v) for v in variables]
 
     def apply(grads):

@@ -13,17 +13,19 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_regnet import _compat
+
 __all__ = ["fold_batchnorm", "foldable_pairs"]
 
 
 def _single_producer(layer):
     """The layer producing ``layer``'s only input, or None if ``layer`` is called more than once / has several inputs."""
-    if len(layer._inbound_nodes) != 1:
+    if _compat.call_count(layer) != 1:
         return None
-    inputs = layer._inbound_nodes[0].input_tensors
+    inputs = _compat.inbound_input_tensors(layer)
     if len(inputs) != 1:
         return None
-    return inputs[0]._keras_history.operation
+    return _compat.producing_layer(inputs[0])
 
 
 def foldable_pairs(model):
@@ -44,8 +46,8 @@ def foldable_pairs(model):
             and isinstance(conv, keras.layers.Conv2D)
             and conv.data_format == "channels_last"
             and conv.get_config()["activation"] == "linear"
-            and len(conv._inbound_nodes) == 1
-            and len(conv._outbound_nodes) == 1
+            and _compat.call_count(conv) == 1
+            and _compat.consumer_count(conv) == 1
         ):
             pairs[layer.name] = conv.name
     return pairs

@@ -15,6 +15,7 @@ import uuid
 import keras
 
 from keras_regnet import loading
+from keras_regnet._compat import producing_layer
 from keras_regnet.pretrained import export_name
 
 __all__ = [
@@ -113,9 +114,9 @@ def _own_head(model):
 
 
 def _output_layer(model):
-    layer = model.outputs[0]._keras_history.operation
+    layer = producing_layer(model.outputs[0])
     while isinstance(layer, keras.Model) and len(layer.outputs) == 1:  # a wrapped model: look at its own output
-        layer = layer.outputs[0]._keras_history.operation
+        layer = producing_layer(layer.outputs[0])
     return layer
 
 
@@ -353,7 +354,7 @@ def reference_logits(model, images, output_kind):
         return np.asarray(model(images, training=False))
     if output_kind != "probabilities":
         return None
-    layer = model.outputs[0]._keras_history.operation
+    layer = producing_layer(model.outputs[0])
     try:
         if isinstance(layer, keras.layers.Dense):
             features = np.asarray(keras.Model(model.inputs[0], layer.input)(images, training=False))

@@ -19,6 +19,7 @@ import time
 import keras
 import numpy as np
 
+from keras_regnet._compat import litert_ops_details
 from keras_regnet._extras import require
 from keras_regnet._quiet import quiet
 
@@ -113,7 +114,7 @@ def ready_interpreter(content, threads=None):
 
 def op_counts(content):
     """{op name: count} of a ``.tflite`` file's graph (Flex ops show as ``FlexXxx``, custom ops as ``CUSTOM``)."""
-    details = _interpreter(content)._get_ops_details()
+    details = litert_ops_details(_interpreter(content))
     return dict(sorted(collections.Counter(d["op_name"] for d in details).items()))
 
 
@@ -156,7 +157,7 @@ def run(content, images, threads=2, logits=False):
         interpreter = Interpreter(model_content=content, num_threads=threads, experimental_preserve_all_tensors=True,
                                   experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         interpreter.allocate_tensors()
-        softmax = [op for op in interpreter._get_ops_details() if op["op_name"] == "SOFTMAX"]
+        softmax = [op for op in litert_ops_details(interpreter) if op["op_name"] == "SOFTMAX"]
         tensor = int(softmax[-1]["inputs"][0]) if softmax else interpreter.get_output_details()[0]["index"]
     else:
         interpreter, _ = ready_interpreter(content, threads)
@@ -200,7 +201,7 @@ def delegation(content, threads=2):
     partition run on LiteRT's builtin kernels (each a separate, slower dispatch).
     """
     interpreter = _interpreter(content, threads)
-    original = interpreter._get_ops_details()
+    original = litert_ops_details(interpreter)
     try:
         with quiet():
             interpreter.allocate_tensors()
@@ -209,7 +210,7 @@ def delegation(content, threads=2):
             raise
         outside = collections.Counter(op["op_name"] for op in original)
         return {"ops": len(original), "delegated": 0, "outside": dict(sorted(outside.items())), "partitions": 0}
-    nodes = interpreter._get_ops_details()
+    nodes = litert_ops_details(interpreter)
     delegates = [op for op in nodes[len(original):] if op["op_name"] == "DELEGATE"]
     producer = {int(t): op["index"] for op in original for t in op["outputs"]}
     inside = set()

@@ -7,6 +7,8 @@ import math
 import keras
 import numpy as np
 
+from keras_regnet._compat import all_layers
+
 __all__ = [
     "LearningRateLogger",
     "PreciseBN",
@@ -48,7 +50,7 @@ class LearningRateLogger(keras.callbacks.Callback):
 def batchnorm_layers(model):
     """BatchNormalization layers that train (trainable ones; frozen ones run in inference mode), nested too."""
     found = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
             found.append(layer)
     return found

@@ -1,6 +1,8 @@
 """Work-around for keras-team/keras#20585: ``model.fit`` under ``MultiWorkerMirroredStrategy`` with Keras 3.
 
-Two spots of ``keras/src/backend/tensorflow/trainer.py`` (Keras 3.15.1) break multi-worker training:
+Two spots of ``keras/src/backend/tensorflow/trainer.py`` (Keras 3.7 - 3.15.1, reached through
+:func:`keras_regnet._compat.tf_trainer_module`; ``tests/test_compat.py`` checks both still exist) break
+multi-worker training:
 
 1. ``TensorFlowTrainer._maybe_symbolic_build`` builds the model from one batch of the distributed iterator. Under
    ``MultiWorkerMirroredStrategy`` that batch is a ``PerReplica`` and the code cross-replica *reduces* it
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import functools
 
+from keras_regnet._compat import tf_trainer_module
+
 __all__ = ["apply", "is_applied", "KERAS_ISSUE"]
 
 KERAS_ISSUE = "https://github.com/keras-team/keras/issues/20585"
@@ -37,8 +41,9 @@ def apply() -> None:
     if _APPLIED:
         return
     import tensorflow as tf
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer as tf_trainer
+    from keras import tree
+
+    tf_trainer = tf_trainer_module()
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         if self._distribute_strategy is None:
