@@ -25,9 +25,14 @@ _FLAGS = [
     ("--manual-dir", "manual_dir", str, "directory with manually downloaded archives (imagenet2012: "
      "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar); the data set is prepared from it once"),
     ("--train-split", "train_split", str, "training split, tfds slicing allowed (default train)"),
-    ("--val-split", "val_split", str, "validation split; 'auto' (validation/val/test if present) or 'none'"),
+    ("--val-split", "val_split", str, "validation split; 'auto' (default: validation/val/test if present, else "
+     "10%% of each class held out, the same slice every run) or 'none' (best.keras then means best training "
+     "accuracy)"),
     ("--bad-images", "bad_images", str, "folders: 'skip' files that are not readable images, with a warning "
      "naming them (default), or 'error'"),
+    ("--max-pixels", "max_pixels", int, "folders: images whose header declares more pixels are bad images (GIF "
+     "frames counted; default 40000000, as serving)"),
+    ("--max-file-bytes", "max_file_bytes", int, "folders: larger files are bad images, never read (default 256 MiB)"),
     ("--image-size", "image_size", int, "training and evaluation resolution (default: 224; a fixed-size data set "
      "smaller than that: its own size, at least 32)"),
     ("--eval-crop-pct", "eval_crop_pct", float, "evaluation: resize to size/crop_pct, center crop (default 0.875: "
@@ -62,6 +67,8 @@ _FLAGS = [
 ]
 _SWITCHES = [
     ("--download", "download", True, "let tfds download a missing data set (needs network)"),
+    ("--follow-links", "follow_links", True, "folders: also follow symbolic links that lead outside the data set's "
+     "folder (each link is read once; loops are skipped)"),
     ("--jit", "jit", True, "compile the train step with XLA"),
     ("--flip", "flip", True, "random horizontal flips (default, except digit-like data sets)"),
     ("--no-flip", "flip", False, "no random horizontal flips"),
@@ -114,7 +121,8 @@ def run(args) -> int:
     if result.status != "finished":
         print(" ".join(str(result.message).split()), file=sys.stderr)
         return 1
-    print(f"finished: run directory {result.run_dir}, best model {result.best_model}, SavedModel {result.export_dir}")
+    exported = f"SavedModel {result.export_dir}" if result.export_dir else "not exported (--no-export)"
+    print(f"finished: run directory {result.run_dir}, best model {result.best_model}, {exported}")
     return 0
 
 

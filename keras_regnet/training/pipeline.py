@@ -87,10 +87,14 @@ def _decode_and_crop(data, seed, size, area_range, aspect_ratio_range):
 
 
 def decode(data):
-    """Encoded image bytes -> uint8 RGB (H, W, 3)."""
+    """Encoded image bytes -> uint8 RGB (H, W, 3), refused before decoding (InvalidArgumentError) when the header
+    declares more than the serving limit of pixels, animated GIF frames counted (:mod:`keras_regnet.export.image_guard`)."""
     import tensorflow as tf
 
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    from keras_regnet.export.image_guard import DEFAULT_MAX_PIXELS, tf_check_image_bytes
+
+    with tf.control_dependencies([tf_check_image_bytes(data, DEFAULT_MAX_PIXELS)]):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
     image.set_shape((None, None, 3))
     return image
 

@@ -7,7 +7,8 @@ import json
 import os
 from typing import Optional, Union
 
-__all__ = ["TrainConfig", "PRESETS", "RECIPE", "make_config", "load_config_file", "resolve_defaults", "describe_defaults"]
+__all__ = ["TrainConfig", "PRESETS", "RECIPE", "make_config", "load_config_file", "resolve_defaults", "describe_defaults",
+           "check_settings"]
 
 
 @dataclasses.dataclass
@@ -36,6 +37,9 @@ class TrainConfig:
     flip: Optional[bool] = None  # random horizontal flips (recipe: yes; not for digits)
     lighting_std: Optional[float] = None  # AlexNet PCA lighting noise (recipe 0.1; 0 disables)
     bad_images: str = "skip"  # folder data sets: 'skip' unreadable images with a warning naming them, or 'error'
+    follow_links: bool = False  # folders: follow symbolic links that lead outside the data set's folder
+    max_pixels: Optional[int] = None  # folders: pixel limit of one image (default: the serving limit, 40 megapixels)
+    max_file_bytes: Optional[int] = None  # folders: size limit of one image file (default 256 MiB)
     cache_mb: int = 2048  # cache decoded fixed-size data sets up to this size in memory
     # optimisation
     epochs: int = 100
@@ -262,11 +266,76 @@ def flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+# Types and ranges of the numeric settings shared by train and sweep configs: (kind, low, high, closed high).
+# kind "int" refuses bools and floats; "float" refuses bools, strings, NaN and infinities. None bounds are open.
+MAX_IMAGE_SIZE = 4096
+SETTING_RULES = {
+    "epochs": ("int", 1, None), "batch_size": ("int", 1, None), "steps_per_epoch": ("int", 1, None),
+    "val_steps": ("int", 1, None), "seed": ("int", 0, None), "precise_bn_images": ("int", 0, None),
+    "cache_mb": ("int", 0, None), "unfreeze_epoch": ("int", 0, None), "samples": ("int", 0, None),
+    "max_tries": ("int", 1, None), "stem_width": ("int", 1, None), "max_pixels": ("int", 1, None),
+    "max_file_bytes": ("int", 1, None),
+    "image_size": ("int", 32, MAX_IMAGE_SIZE),
+    "lr": ("float", 0.0, None, "positive"), "momentum": ("float", 0.0, 1.0, "[0, 1)"),
+    "weight_decay": ("float", 0.0, None), "warmup_epochs": ("float", 0.0, None), "warmup_factor": ("float", 0.0, 1.0),
+    "min_lr": ("float", 0.0, 1.0), "label_smoothing": ("float", 0.0, 1.0, "[0, 1)"), "ema": ("float", 0.0, 1.0, "[0, 1)"),
+    "dropout": ("float", 0.0, 1.0, "[0, 1)"), "eval_crop_pct": ("float", 0.0, 1.0, "(0, 1]"),
+    "min_crop_area": ("float", 0.0, 1.0, "(0, 1]"), "lighting_std": ("float", 0.0, None),
+}
+
+
+def _rule_problem(field, value):
+    """What is wrong with ``value`` for ``field`` (by :data:`SETTING_RULES`), or None."""
+    import math
+
+    kind, low, high, *interval = SETTING_RULES[field]
+    interval = interval[0] if interval else None
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            span = f">= {low} and <= {high}" if high is not None else f">= {low}"
+            extra = " (the models downsample 32x; larger sizes need gigabytes per batch)" if field == "image_size" \
+                else ""
+            return f"must be an integer {span}{extra}, got {value!r}"
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if ok:
+        if interval == "positive":
+            ok = value > low
+        elif interval == "[0, 1)":
+            ok = low <= value < high
+        elif interval == "(0, 1]":
+            ok = low < value <= high
+        else:
+            ok = value >= low and (high is None or value <= high)
+    if not ok:
+        span = {"positive": "a positive number", "[0, 1)": "a number in [0, 1)", "(0, 1]": "a number in (0, 1]"}.get(
+            interval, f"a number in [{low:g}, {high:g}]" if high is not None else f"a number >= {low:g}")
+        return f"must be {span}, got {value!r}"
+    return None
+
+
+def check_settings(values: dict, name=None) -> None:
+    """Type and range checks of numeric settings, shared by training configs and sweep configs.
+
+    ``values`` maps setting names (TrainConfig / SweepConfig fields) to values; None values and names without a
+    rule are not checked. ``name`` turns a field into the name used in the message (default: its command-line
+    flag, ``--momentum``). Raises ValueError of one line, e.g. ``--momentum must be a number in [0, 1), got 1.5.``
+    """
+    name = name or flag
+    for field, value in values.items():
+        if value is None or field not in SETTING_RULES:
+            continue
+        problem = _rule_problem(field, value)
+        if problem:
+            raise ValueError(f"{name(field)} {problem}.")
+
+
 def validate(config: TrainConfig) -> None:
     """Range checks with messages naming the setting's command-line flag and what to change."""
     from keras_regnet.training.strategy import STRATEGIES
 
     c = config
+    check_settings(dataclasses.asdict(c))
 
     def unset_or(value, ok):
         return value is None or ok(value)

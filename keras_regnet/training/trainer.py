@@ -9,7 +9,10 @@ import os
 import shutil
 import sys
 
-__all__ = ["train", "TrainResult", "build_training_model", "resolve_val_split"]
+__all__ = ["train", "TrainResult", "build_training_model", "resolve_val_split", "resolve_splits", "Splits", "RunLock"]
+
+# Percent of each class held out for validation when the data set has no validation split.
+HOLDOUT_PERCENT = 10
 
 
 @dataclasses.dataclass
@@ -96,6 +99,109 @@ def resolve_val_split(config):
         except ValueError:
             continue
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """The training and validation splits of a run (``val`` None: no validation) and the one line saying so."""
+
+    train: str
+    val: str | None
+    note: str
+
+
+_NO_VAL = "best.keras is the epoch with the best training accuracy"
+
+
+def resolve_splits(config) -> Splits:
+    """The run's splits. With ``val_split='auto'`` a data set without a validation split (validation/val/test)
+    gets a held-out slice: :data:`HOLDOUT_PERCENT` of each class of the training split (folders and digits:
+    stratified, in a fixed shuffled order, so the same slice on every run and on resume); the training split is
+    the rest. ``val_split='none'`` trains on everything and says that ``best`` then means training accuracy."""
+    from keras_regnet.datasets import _parse_split, load_dataset
+
+    train = config.train_split
+    if config.val_split in (None, "", "none"):
+        return Splits(train, None, f"no validation (--val-split none): {_NO_VAL}")
+    if config.val_split != "auto":
+        return Splits(train, config.val_split, f"validation: the {config.val_split!r} split")
+    found = resolve_val_split(config)
+    if found:
+        return Splits(train, found, f"validation: the {found!r} split")
+    base, start, stop = _parse_split(train)
+    if start is not None or stop is not None:
+        return Splits(train, None, f"no validation: the data set has no validation split and --train-split {train!r} "
+                                   f"is a slice already; give --val-split. {_NO_VAL}")
+    keep = 100 - HOLDOUT_PERCENT
+    train_slice, val_slice = f"{base}[:{keep}%]", f"{base}[{keep}%:]"
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # the training split's load says what it skips, once
+            warnings.simplefilter("ignore")
+            _, info = load_dataset(config.dataset, val_slice, data_dir=config.data_dir, manual_dir=config.manual_dir,
+                                   bad_images=config.bad_images, follow_links=config.follow_links,
+                                   max_pixels=config.max_pixels, max_file_bytes=config.max_file_bytes)
+    except ValueError as e:
+        if "selects no images" not in str(e):
+            raise
+        return Splits(train, None, f"no validation: too few images to hold out {HOLDOUT_PERCENT}% of each class; "
+                                   f"{_NO_VAL}")
+    return Splits(train_slice, val_slice,
+                  f"validation: held out {HOLDOUT_PERCENT}% of {base!r} per class ({info.num_examples} images) as "
+                  f"{val_slice!r}, the same slice on every run; training on {train_slice!r} (--val-split none "
+                  "trains on everything)")
+
+
+def _lock_worker_id():
+    """This worker's index from TF_CONFIG (0 without one), known before the strategy exists."""
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
+        return int(task.get("index", 0)) if task.get("type", "worker") in ("worker", "chief") else 0
+    except (ValueError, TypeError, AttributeError):
+        return 0
+
+
+class RunLock:
+    """An exclusive lock on a run directory (``<run_dir>/.train.lock``, one per worker) held for the whole run, so
+    that a second run into the same ``--output-dir`` is refused at once, naming the running one, before it writes
+    anything."""
+
+    def __init__(self, run_dir, worker=0):
+        self.run_dir = run_dir
+        self.path = os.path.join(run_dir, ".train.lock" + (f".worker_{worker}" if worker else ""))
+        self.fd = None
+
+    def acquire(self):
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return self
+        import socket
+        import time
+
+        os.makedirs(self.run_dir, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 512).decode("utf-8", "replace").strip() or "unknown process"
+            os.close(fd)
+            raise ValueError(f"--output-dir {self.run_dir!r} is in use by another train run ({holder}); wait for it "
+                             "to end or choose another --output-dir.") from None
+        os.ftruncate(fd, 0)
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is not None:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
 def _optimizer(config, schedule):
@@ -187,18 +293,26 @@ def _load_data(config) -> _Data:
     decodes only each JPEG's crop window."""
     from keras_regnet.datasets import load_dataset
 
+    from keras_regnet.datasets import align_labels
+
     def load(split, **kw):
         return load_dataset(config.dataset, split, data_dir=config.data_dir, manual_dir=config.manual_dir,
-                            bad_images=config.bad_images, **kw)
+                            bad_images=config.bad_images, follow_links=config.follow_links,
+                            max_pixels=config.max_pixels, max_file_bytes=config.max_file_bytes, **kw)
 
     train_raw, info = load(config.train_split, download=config.download, shuffle_files=True)
     if info.source != "digits" and None in info.image_shape:
         train_raw, info = load(config.train_split, shuffle_files=True, decode=False)
     data = _Data(train_raw, info)
-    val_split = resolve_val_split(config)
-    if val_split:
-        data.val, data.val_info = load(val_split)
+    if config.val_split not in (None, "", "none"):
+        # Labels by class name: a validation split with other folders is relabelled or refused before training.
+        data.val, data.val_info = align_labels(*load(config.val_split), info.class_names)
     return data
+
+
+def _run_name_and_dir(config):
+    run_name = f"{_model_label(config.model)}-{os.path.basename(os.path.normpath(config.dataset)).replace(':', '_')}"
+    return run_name, config.output_dir or os.path.join("runs", run_name)
 
 
 def _plan_run(config, info, strategy) -> _Run:
@@ -213,8 +327,7 @@ def _plan_run(config, info, strategy) -> _Run:
             f"{config.dataset!r}; lower --batch-size."
         )
     me = worker_info(strategy)
-    run_name = f"{_model_label(config.model)}-{os.path.basename(os.path.normpath(config.dataset)).replace(':', '_')}"
-    run_dir = config.output_dir or os.path.join("runs", run_name)
+    run_name, run_dir = _run_name_and_dir(config)
     # Only the chief writes the run's files; other workers write to scratch copies (Keras callbacks are not
     # multi-worker aware). Every worker keeps its own backup: one shared h5 file would be locked by the first.
     write_dir = run_dir if me.is_chief else os.path.join(run_dir, "workers", f"worker_{me.task_id}")
@@ -288,11 +401,18 @@ def _callbacks(config, run, guard, pipes, sample, backup_dir, append_log, extra)
 
     from keras_regnet.training import callbacks as cb
 
+    class RunProgbar(keras.callbacks.ProgbarLogger):
+        """Keras's progress bar counting the run's epochs ("Epoch 3/3"), not the current phase's."""
+
+        def set_params(self, params):
+            super().set_params(params)
+            self.epochs = config.epochs
+
     _, val_ds, bn_ds, bn_batches = pipes
     validation = cb.Validation(val_ds, guard, steps=config.val_steps, swap_ema=bool(config.ema)) \
         if val_ds is not None else None
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
-    cbs = [guard]
+    cbs = [guard, RunProgbar()]
     if bn_ds is not None:
         cbs.append(cb.PreciseBN(bn_ds, bn_batches, guard))
     if validation is not None:
@@ -407,27 +527,62 @@ def train(config, callbacks=()) -> TrainResult:
     A run whose training loss, validation loss or model outputs become non-finite stops with status
     ``"diverged"``; no checkpoint of a diverged epoch is written and nothing is exported.
     """
-    import keras
-
     from keras_regnet._extras import require
-    from keras_regnet.training.presets import describe_defaults, resolve_defaults, validate
+    from keras_regnet.training.presets import validate
 
     require("tensorflow", "tensorflow", "keras_regnet.training.train (tf.distribute, tf.data)")
+    validate(config)
+    _check_model(config.model)
+    # One run per output directory: a second one is refused before it writes anything.
+    _, run_dir = _run_name_and_dir(config)
+    created = not os.path.exists(run_dir)
+    had_config = os.path.exists(os.path.join(run_dir, "config.json"))
+    lock = RunLock(run_dir, _lock_worker_id()).acquire()
+    try:
+        return _train_locked(config, callbacks)
+    except Exception:
+        _forget_untrained_run(run_dir, created, had_config)
+        raise
+    finally:
+        lock.release()
+        if created and os.path.isdir(run_dir) and os.listdir(run_dir) in ([], [os.path.basename(lock.path)]):
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _forget_untrained_run(run_dir, created, had_config):
+    """A run that failed before finishing an epoch leaves nothing behind (no config.json of a run that never was);
+    one with a finished epoch keeps everything, to be resumed."""
+    trained = os.path.exists(os.path.join(run_dir, "last.keras")) or os.path.isdir(os.path.join(run_dir, "backup"))
+    if trained:
+        return
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif not had_config:
+        try:
+            os.remove(os.path.join(run_dir, "config.json"))
+        except OSError:
+            pass
+
+
+def _train_locked(config, callbacks):
+    import keras
+
+    from keras_regnet.training.presets import describe_defaults, resolve_defaults
     from keras_regnet.training.schedules import WarmupCosine
     from keras_regnet.training.strategy import make_strategy
 
-    validate(config)
-    _check_model(config.model)
     # The strategy first: MultiWorkerMirroredStrategy must be created before TensorFlow runs any op.
     strategy = make_strategy(config.strategy, config.tpu)
     keras.mixed_precision.set_global_policy(config.precision)
     keras.utils.set_random_seed(config.seed)
+    splits = resolve_splits(config)
+    config = dataclasses.replace(config, train_split=splits.train, val_split=splits.val or "none")
     data = _load_data(config)
     config, notes = resolve_defaults(config, data.info, strategy.num_replicas_in_sync)
     run = _plan_run(config, data.info, strategy)
     if run.is_chief:
+        print(splits.note, file=sys.stderr)
         print(describe_defaults(config, notes, run.base_lr), file=sys.stderr)
-    _write_run_config(config, run, notes)
     pipes = _pipelines(config, data, run)
     sample = _sample_images(pipes[1], pipes[0])
     schedule = WarmupCosine(run.base_lr, config.epochs, run.steps_per_epoch, warmup_epochs=config.warmup_epochs,
@@ -435,6 +590,7 @@ def train(config, callbacks=()) -> TrainResult:
     with strategy.scope():
         model = build_training_model(config, data.info.num_classes)
     _describe_model(model, config, data.info)
+    _write_run_config(config, run, notes)
     history, guard, initial = _fit(config, run, strategy, model, schedule, pipes, sample, callbacks)
 
     def result(status, message=None, best=None, export_dir=None):
@@ -443,9 +599,9 @@ def train(config, callbacks=()) -> TrainResult:
 
     if guard.message:
         return result("diverged", guard.message)
-    _remove_backups(run)
     best = run.best_path if os.path.exists(run.best_path) else None
     if not run.is_chief:
+        _remove_backups(run)
         return result("finished", best=best)
     problem = _nonfinite_saved_model(run, sample)
     if problem:
@@ -454,4 +610,7 @@ def train(config, callbacks=()) -> TrainResult:
     if config.export:
         exported = keras.saving.load_model(best, compile=False) if best else model
         export_dir = _export(best or run.last_path, exported, config, run, data.info)
+    # Only now that everything the run promises is written: a kill during the check or the export leaves the
+    # backup of the last epoch, and the rerun finishes these steps without training again.
+    _remove_backups(run)
     return result("finished", best=best, export_dir=export_dir)
