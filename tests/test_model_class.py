@@ -314,3 +314,20 @@ def test_absurd_sizes_are_refused_before_building():
     with pytest.raises(ValueError, match="billion parameters"):
         keras_regnet.RegNet(depth=13, w0=10**9, wa=36.44, wm=2.49, group_width=8)
     assert time.perf_counter() - start < 5
+
+
+def test_export_name_is_the_one_the_model_carries(tmp_path):
+    """`keras-regnet export runs/x/best.keras` exports under the name `train` recorded (its run's export name),
+    so a re-export adds a version next to train's export instead of creating saved_models/best."""
+    from keras_regnet.export import load_model_source
+    from keras_regnet.pretrained import export_name
+
+    model = keras_regnet.AnyNet(**TINY, input_shape=(32, 32, 3), classes=3)
+    model.save(tmp_path / "best.keras")
+    assert load_model_source(str(tmp_path / "best.keras"))[1] == "best"  # nothing carried: the file's name
+    assert export_name(model) == "custom" and export_name(arch="RegNetY-600MF") == "regnety600mf"
+    model.set_pretrained_cfg(export_name=export_name(run="RegNetY600MF-shapes"))  # what train records
+    model.save(tmp_path / "best.keras")
+    _, name, _ = load_model_source(str(tmp_path / "best.keras"))
+    assert name == "RegNetY600MF-shapes" == export_name(run="RegNetY600MF-shapes")
+    assert export_name(run="my run/../x") == "my_run_.._x"  # one safe directory name

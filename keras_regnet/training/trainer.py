@@ -375,10 +375,18 @@ def _sample_images(val_ds, train_ds, n=8):
     return None
 
 
+def _export_name(config):
+    """The name the run exports under (also recorded in its models: ``keras-regnet export best.keras`` reuses it)."""
+    from keras_regnet.pretrained import export_name
+
+    return export_name(run=os.path.basename(os.path.normpath(config.export_dir)) if config.export_dir
+                       else _run_name_and_dir(config)[0])
+
+
 def _describe_model(model, config, info):
     """Record the class names and the eval transform in the model's pretrained config (saved in .keras files)."""
     cfg = dict(class_names=[str(c) for c in info.class_names], size=int(config.image_size),
-               crop_pct=float(config.eval_crop_pct), interpolation="bilinear")
+               crop_pct=float(config.eval_crop_pct), interpolation="bilinear", export_name=_export_name(config))
     setter = getattr(model, "set_pretrained_cfg", None)
     if callable(setter):
         setter(**cfg)
@@ -504,9 +512,8 @@ def _export(model_path, model, config, run, info):
     """Export through keras-regnet export's path: <export_dir>/<version>/ with both signatures and the labels."""
     from keras_regnet.export import export_model
 
-    export_dir = config.export_dir or os.path.join("saved_models", run.run_name)
-    export_dir = os.path.normpath(export_dir)
-    parent, name = os.path.dirname(export_dir) or ".", os.path.basename(export_dir)
+    export_dir = os.path.normpath(config.export_dir or os.path.join("saved_models", run.run_name))
+    parent, name = os.path.dirname(export_dir) or ".", _export_name(config)
     report = export_model(
         model, output_dir=parent, name=name, tflite=(), onnx=False, progress=False,
         labels=tuple(str(c) for c in info.class_names), size=int(config.image_size),
