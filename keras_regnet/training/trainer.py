@@ -494,12 +494,14 @@ def _nonfinite_saved_model(run, sample):
     import keras
     import numpy as np
 
+    from keras_regnet.loading import load_keras_file
+
     if sample is None:
         return None
     for path in (run.best_path, run.last_path):
         if not os.path.exists(path):
             continue
-        saved = keras.saving.load_model(path, compile=False)
+        saved = load_keras_file(path, compile=False)
         out = keras.ops.convert_to_numpy(saved(sample, training=False))
         if not np.all(np.isfinite(out)):
             return (f"training stopped: {path} gives non-finite outputs ({int((~np.isfinite(out)).sum())} of "
@@ -574,6 +576,7 @@ def _forget_untrained_run(run_dir, created, had_config):
 def _train_locked(config, callbacks):
     import keras
 
+    from keras_regnet.loading import load_keras_file
     from keras_regnet.training.presets import describe_defaults, resolve_defaults
     from keras_regnet.training.schedules import WarmupCosine
     from keras_regnet.training.strategy import make_strategy
@@ -615,7 +618,7 @@ def _train_locked(config, callbacks):
         return result("diverged", problem)
     export_dir = None
     if config.export:
-        exported = keras.saving.load_model(best, compile=False) if best else model
+        exported = load_keras_file(best, compile=False) if best else model
         export_dir = _export(best or run.last_path, exported, config, run, data.info)
     # Only now that everything the run promises is written: a kill during the check or the export leaves the
     # backup of the last epoch, and the rerun finishes these steps without training again.
