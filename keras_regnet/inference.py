@@ -52,21 +52,41 @@ def _apply_activation(tf, y, name):
 class _Emitter:
     """Emits plain TensorFlow ops (weights as constants) for the layer types a RegNet is made of."""
 
-    def __init__(self, tf, model, matmul_se=True):
+    def __init__(self, tf, model, matmul_se=True, compute_dtype="float32"):
         self.tf = tf
+        self.dtype = tf.as_dtype(compute_dtype)  # convs, matmuls, adds: float32, or bfloat16 (weights cast once)
         # Snapshot every weight now (eagerly): inside the trace they become graph constants.
         self.values = {id(v): np.asarray(v.numpy()) for v in model.weights}
         self.matmul_se = matmul_se
         self.emitted = {}  # layer class name -> count of layers emitted as plain ops
         self.fallback = {}  # layer class name -> count of layers called as Keras layers
 
-    def _const(self, variable):
-        return self.tf.constant(self.values[id(variable)])
+    def _const(self, variable, dtype=None):
+        c = self.tf.constant(self.values[id(variable)])
+        dtype = dtype or self.dtype
+        return c if c.dtype == dtype else self.tf.cast(c, dtype)  # a constant cast: folded once by grappler
+
+    def _low(self, x):
+        """``x`` in the compute dtype (float tensors only)."""
+        tf = self.tf
+        if isinstance(x, (list, tuple)):
+            return [self._low(t) for t in x]
+        return tf.cast(x, self.dtype) if x.dtype.is_floating and x.dtype != self.dtype else x
+
+    def _float32(self, x):
+        tf = self.tf
+        if isinstance(x, (list, tuple)):
+            return type(x)(self._float32(t) for t in x)
+        return tf.cast(x, tf.float32) if getattr(x, "dtype", None) == self.dtype != tf.float32 else x
 
     def __call__(self, layer, *args, **kwargs):
+        low = self.dtype != self.tf.float32
+        if low and args and type(layer).__name__ not in ("Rescaling", "Dense", "Activation"):
+            args = (self._low(args[0]), *args[1:])
         out = self._emit(layer, *args, **kwargs)
         kind = type(layer).__name__
         if out is None:
+            args = tuple(self._float32(a) for a in args)  # Keras layers get float32, as in the model
             self.fallback[kind] = self.fallback.get(kind, 0) + 1
             kwargs.pop("training", None)
             try:
@@ -99,6 +119,9 @@ class _Emitter:
         if kind == "Multiply" and len(x) == 2:
             return tf.multiply(x[0], x[1])
         if kind == "GlobalAveragePooling2D" and layer.data_format == "channels_last":
+            if x.dtype != tf.float32:  # accumulate in float32, then back to the compute dtype
+                return tf.cast(tf.reduce_mean(tf.cast(x, tf.float32), axis=[1, 2], keepdims=bool(layer.keepdims)),
+                               x.dtype)
             return tf.reduce_mean(x, axis=[1, 2], keepdims=bool(layer.keepdims))
         if kind == "ZeroPadding2D" and layer.data_format == "channels_last":
             (top, bottom), (left, right) = layer.padding
@@ -118,14 +141,15 @@ class _Emitter:
             act = _activation_name(layer)
             if act not in _ACTIVATIONS:
                 return None
-            y = tf.matmul(x, self._const(layer.kernel))
+            x = self._float32(x)  # the classifier in float32
+            y = tf.matmul(x, self._const(layer.kernel, tf.float32))
             if layer.use_bias:
-                y = tf.nn.bias_add(y, self._const(layer.bias))
+                y = tf.nn.bias_add(y, self._const(layer.bias, tf.float32))
             return _apply_activation(tf, y, act)
         if kind == "Activation":
             act = layer.get_config().get("activation")
             if act in _ACTIVATIONS:
-                return _apply_activation(tf, x, act)
+                return _apply_activation(tf, self._float32(x), act)
         return None
 
     def _conv(self, layer, x):
@@ -179,12 +203,15 @@ def _graph_model(model):
     return model
 
 
-def inference_function(model, *, fold_bn=True, matmul_se=True, jit_compile=False, input_signature=None):
+def inference_function(model, *, fold_bn=True, matmul_se=True, jit_compile=False, input_signature=None,
+                       precision="float32"):
     """A traced ``tf.function`` computing ``model(x, training=False)`` fast (see the module docstring).
 
     ``fold_bn`` folds BatchNorm into convs; ``matmul_se`` runs 1x1 convs of 1x1 maps as matmuls; ``jit_compile``
     compiles with XLA (slower for grouped convs on CPU as measured; off by default). ``input_signature``
-    defaults to the model's input shape with a free batch dimension. Returns the function; its ``.report``
+    defaults to the model's input shape with a free batch dimension. ``precision="bfloat16"`` runs convolutions,
+    matmuls and additions in bfloat16 (weights rounded once; pooling means and the classifier in float32; outputs
+    float32): about twice as fast on CPUs with AVX512-BF16 or AMX. Returns the function; its ``.report``
     attribute tells which layers were emitted as plain TF ops and which were called as Keras layers.
     """
     tf = _tf()
@@ -207,14 +234,18 @@ def inference_function(model, *, fold_bn=True, matmul_se=True, jit_compile=False
             tf.TensorSpec([None, *t.shape[1:]], getattr(t.dtype, "name", t.dtype) or "float32", name=f"input_{i}")
             for i, t in enumerate(model.inputs)
         ]
-    emitter = _Emitter(tf, model, matmul_se=matmul_se)
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}.")
+    emitter = _Emitter(tf, model, matmul_se=matmul_se, compute_dtype=precision)
 
     def forward(*inputs):
-        return run_through_graph(model, inputs, emitter)
+        outputs = run_through_graph(model, inputs, emitter)
+        return tf.nest.map_structure(emitter._float32, outputs) if precision != "float32" else outputs
 
     fn = tf.function(forward, input_signature=input_signature, jit_compile=jit_compile, autograph=False)
     fn.get_concrete_function()  # trace now: errors surface here and the first call is fast
-    fn.report = {"emitted": dict(emitter.emitted), "keras_layers": dict(emitter.fallback), "bn_folded": fold_bn}
+    fn.report = {"emitted": dict(emitter.emitted), "keras_layers": dict(emitter.fallback), "bn_folded": fold_bn,
+                 "precision": precision}
     return fn
 
 
@@ -523,4 +554,24 @@ class _internals:  # noqa: N801 - a namespace (moves to keras_regnet._compat)
     @staticmethod
     def all_layers(model):
         """Every layer inside ``model``, nested ones included."""
-        return model._flatten_layers(include_self=False, recursive=True)
+        from keras_regnet._compat import all_layers
+
+        return all_layers(model)
+
+
+class _Path:
+    """What keras_regnet.model's RegNetModel asks first at inference (see keras_regnet.layers.set_inference_path)."""
+
+    call = staticmethod(fast_call)
+    predicting = staticmethod(prepare_predict)
+
+
+def _install():
+    try:
+        from keras_regnet import layers
+    except ImportError:  # Keras is not installed: no model class to serve
+        return
+    layers.set_inference_path(_Path)
+
+
+_install()

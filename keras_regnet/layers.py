@@ -16,7 +16,23 @@ import warnings
 
 import keras
 
-__all__ = ["GroupConv2D", "BatchNorm", "native_grouped_conv_supported"]
+__all__ = ["GroupConv2D", "BatchNorm", "native_grouped_conv_supported", "set_inference_path", "inference_path"]
+
+# The fast inference path that RegNetModel (keras_regnet.model) asks first in ``call``/``predict``; installed by
+# keras_regnet.inference. It is held here, in a module fully imported before either of them, so installing it never
+# meets a half-imported model module.
+_INFERENCE_PATH = [None]
+
+
+def set_inference_path(path):
+    """Install ``path``: ``path.call(model, inputs, training, mask)`` returns the outputs or None (then the Keras
+    graph runs); ``path.predicting(model)`` is a context manager around ``predict`` / ``predict_on_batch``."""
+    _INFERENCE_PATH[0] = path
+
+
+def inference_path():
+    """The installed inference path (see :func:`set_inference_path`), or None."""
+    return _INFERENCE_PATH[0]
 
 
 @functools.lru_cache(maxsize=None)
