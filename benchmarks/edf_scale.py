@@ -3,8 +3,9 @@
 Writes two results files of --records realistic sweep records each (RegNetX and AnyNetXA samples drawn by the
 package's samplers, full sweep records as `keras-regnet sweep` writes them), then runs
 ``keras-regnet edf A B --out edf.png --json`` (10,000 bootstrap resamples, the default) --runs times, each in a
-fresh process pinned to --cores CPU cores where the platform allows it, and prints wall seconds and the process's
-peak RSS as median [min-max]. Not a timed test: the numbers depend on the machine.
+fresh process pinned to --cores CPU cores where the platform allows it, and prints wall seconds, CPU seconds
+(user + system: what the run costs, whatever else runs on the machine) and the process's peak RSS as median
+[min-max]. Not a timed test: the numbers depend on the machine.
 
     python benchmarks/edf_scale.py                      # 2 x 100,000 records, 3 runs, 2 cores
     python benchmarks/edf_scale.py --records 10000 --runs 1
@@ -59,7 +60,7 @@ def _cores(n):
 
 
 def run_once(a, b, out, cores):
-    """(wall seconds, peak RSS in MB) of one ``keras-regnet edf`` process."""
+    """(wall seconds, CPU seconds, peak RSS in MB, table rows) of one ``keras-regnet edf`` process."""
     cmd = [sys.executable, "-m", "keras_regnet.cli", "edf", a, b, "--out", out, "--json"]
 
     def pin():
@@ -83,7 +84,7 @@ def run_once(a, b, out, cores):
     rows = [json.loads(line) for line in stdout.decode().splitlines()]
     # ru_maxrss is in KB on Linux, bytes on macOS.
     rss_mb = usage.ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1 << 10)
-    return wall, rss_mb, rows
+    return wall, usage.ru_utime + usage.ru_stime, rss_mb, rows
 
 
 def _spread(values, fmt="{:.1f}"):
@@ -109,17 +110,23 @@ def main(argv=None):
         print(f"# edf on 2 x {args.records} records ({size:.0f} MB of JSON lines, written in "
               f"{time.perf_counter() - start:.0f} s); {args.runs} run(s) on cores {cores or 'all'}; "
               f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
-        walls, rss = [], []
+        walls, cpus, rss = [], [], []
         for r in range(args.runs):
-            wall, mb, rows = run_once(a, b, os.path.join(tmp, "edf.png"), cores)
+            wall, cpu, mb, rows = run_once(a, b, os.path.join(tmp, "edf.png"), cores)
             walls.append(wall)
+            cpus.append(cpu)
             rss.append(mb)
-            print(f"run {r + 1}: {wall:.1f} s, peak RSS {mb:.0f} MB; n = {[row['n'] for row in rows]}, mean diff "
+            print(f"run {r + 1}: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {mb:.0f} MB; n = {[row['n'] for row in rows]}, mean diff "
                   f"{rows[1]['mean_diff']:+.3f} [{rows[1]['diff_low']:+.3f}, {rows[1]['diff_high']:+.3f}]")
-        print(f"wall seconds: {_spread(walls)}; peak RSS MB: {_spread(rss, '{:.0f}')}")
+        print(f"wall seconds: {_spread(walls)}; CPU seconds (user + system): {_spread(cpus)}; peak RSS MB: "
+              f"{_spread(rss, '{:.0f}')}")
+        if os.getloadavg()[0] > len(cores or [0, 0]):
+            print(f"note: load average {os.getloadavg()[0]:.1f} during the run (other processes): wall time is "
+                  "inflated, CPU seconds are not.")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"records": args.records, "runs": args.runs, "cores": cores, "wall_s": walls, "peak_rss_mb": rss},
+            json.dump({"records": args.records, "runs": args.runs, "cores": cores, "wall_s": walls, "cpu_s": cpus,
+                       "peak_rss_mb": rss},
                       f, indent=1)
 
 

@@ -7,8 +7,11 @@ moves damaged lines to ``<file>.damaged`` (nothing is thrown away) and atomicall
 good lines.
 
 Workers sharing a file claim each sample index before training it (:func:`claim_index`), in ``<file>.claims``
-under the same lock; a claim records pid, host, process start time and time, and a claim whose process is gone
-(same host) or that is older than ``CLAIM_TTL_S`` (another host) is free again.
+under the same lock. A claim records who holds it (pid and process start time, host name, boot id, PID
+namespace) and an expiry that the holder's heartbeat thread pushes forward while it trains. A claim is free again
+when it expires (its host died or lost the file) or, where its pid can be looked up (same host name, boot and
+PID namespace: not in another container), as soon as its process is gone. :func:`describe_claims` says who holds
+claims; :func:`release_claims` removes them (``keras-regnet sweep --release-claims``).
 """
 
 from __future__ import annotations
@@ -21,14 +24,18 @@ import numbers
 import os
 import socket
 import tempfile
+import threading
 import time
 
 __all__ = [
     "ResultsFile", "read_results", "append_result", "repair_results", "results_lock", "claim_index",
-    "release_claim", "read_claims", "ResultsWriteError",
+    "release_claim", "release_claims", "read_claims", "describe_claims", "describe_claim", "ResultsWriteError",
 ]
 
-# Claims from another host cannot be checked for a live process; they expire after this long (seconds).
+# A claim lives this long (seconds) after its owner's last renewal; the owner renews it every CLAIM_LEASE_S / 5
+# while it trains. Hosts sharing a results file need clocks that agree to well within this (NTP).
+CLAIM_LEASE_S = 300.0
+# Claims written before heartbeats existed, from another host, expire this long (seconds) after they were made.
 CLAIM_TTL_S = 24 * 3600
 
 
@@ -243,16 +250,44 @@ def _start_time(pid):
         return None
 
 
+def _boot_id():
+    """This machine's boot id (Linux), or None: two containers of one machine share it, two boots do not."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _pid_namespace():
+    """The inode of this process's PID namespace (Linux), or None: pids mean something only inside it."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
 def _me() -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid())}
+    """Who claims: pid and start time, host name, boot id and PID namespace (a pid is only judged where all match)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid()), "boot": _boot_id(),
+            "pidns": _pid_namespace()}
 
 
-def _claim_alive(claim: dict, now: float) -> bool:
-    """Whether the process that made a claim may still be working on it."""
-    if claim.get("host") != socket.gethostname():
-        return now - float(claim.get("time", 0)) < CLAIM_TTL_S
+def _same_pid_space(claim: dict, me: dict) -> bool:
+    """Whether the claim's pid can be looked up here: same host name, same boot, same PID namespace."""
+    return all(claim.get(k) == me[k] for k in ("host", "boot", "pidns"))
+
+
+def _is_mine(claim: dict, me: dict) -> bool:
+    if "pidns" not in claim:  # written before claims recorded namespaces
+        return claim.get("pid") == me["pid"] and claim.get("host") == me["host"]
+    return claim.get("pid") == me["pid"] and _same_pid_space(claim, me)
+
+
+def _pid_alive(claim: dict) -> bool:
+    """Whether the claim's process still runs (call only where its pid means the same process as here)."""
     pid = claim.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
@@ -260,8 +295,119 @@ def _claim_alive(claim: dict, now: float) -> bool:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
+    except OSError:
+        return True  # cannot tell: keep the claim until it expires
     start = claim.get("start")
     return start is None or _start_time(pid) in (None, start)
+
+
+def _claim_alive(claim: dict, now: float) -> bool:
+    """Whether the process that made a claim may still be working on it.
+
+    A claim lives until its ``expires`` time, which its owner pushes forward every ``lease / 5`` seconds while it
+    works (:class:`_Heartbeat`); a host that died or lost the file stops renewing and its claims run out. Where the
+    pid can be looked up (same host name, boot and PID namespace), a claim whose process is gone is free at once.
+    A pid is never looked up for another host, boot or namespace: it would name some other process there.
+    """
+    expires = claim.get("expires")
+    if _finite_number(expires):
+        if now >= expires:
+            return False
+        return _pid_alive(claim) if _same_pid_space(claim, _me()) else True
+    # Claims written before heartbeats: same host name -> pid check; another host -> CLAIM_TTL_S after the claim.
+    if claim.get("host") != socket.gethostname():
+        time_ = claim.get("time", 0)
+        return _finite_number(time_) and now - time_ < CLAIM_TTL_S
+    return _pid_alive(claim)
+
+
+class _Heartbeat:
+    """Renews this process's claims (``expires = now + lease``) every ``lease / 5`` seconds from a daemon thread,
+    so other hosts and containers see them alive; stops renewing a claim when it is released."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.held = {}  # path -> {index: lease}
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.thread = None
+
+    def add(self, path, index, lease):
+        with self.lock:
+            self.held.setdefault(path, {})[index] = lease
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="sweep-claims-heartbeat", daemon=True)
+                self.thread.start()
+            self.wake.set()
+
+    def remove(self, path, index):
+        with self.lock:
+            self.held.get(path, {}).pop(index, None)
+            if not self.held.get(path):
+                self.held.pop(path, None)
+
+    def _interval(self):
+        with self.lock:
+            leases = [lease for held in self.held.values() for lease in held.values()]
+        return max(0.05, min(leases) / 5) if leases else None
+
+    def _run(self):
+        while True:
+            interval = self._interval()
+            if interval is None:
+                with self.lock:
+                    if not self.held:
+                        self.thread = None
+                        return
+                continue
+            self.wake.wait(interval)
+            self.wake.clear()
+            with self.lock:
+                work = {path: dict(held) for path, held in self.held.items()}
+            for path, held in work.items():
+                try:
+                    self._renew(path, held)
+                except Exception as e:  # noqa: BLE001 - a full disk must not kill the training; retried next beat
+                    _warn(f"could not renew the sweep claims in {_claims_path(path)} ({e}); retrying.")
+
+    def _renew(self, path, held):
+        me = _me()
+        with results_lock(path):
+            claims = read_claims(path)
+            now = time.time()
+            changed = False
+            for index, lease in held.items():
+                c = claims.get(index)
+                if c is None or not _is_mine(c, me):
+                    with self.lock:
+                        still_held = index in self.held.get(path, {})  # not released by this process meanwhile
+                    if not still_held:
+                        continue
+                    self.remove(path, index)
+                    _warn(f"the claim on sample {index} in {path} was released by another process; this process "
+                          "goes on training it, so the sample may be trained twice.")
+                    continue
+                c.update(renewed=now, expires=now + lease, lease=lease)
+                changed = True
+            if changed:
+                _write_claims(path, claims)
+
+
+_heartbeat = None
+
+
+def _beat():
+    """This process's heartbeat (a new one after a fork: threads do not survive it)."""
+    global _heartbeat
+    if _heartbeat is None or _heartbeat.pid != os.getpid():
+        _heartbeat = _Heartbeat()
+    return _heartbeat
+
+
+def _warn(message):
+    import sys
+
+    print(f"keras-regnet sweep: warning: {message}", file=sys.stderr)
 
 
 def _claims_path(path):
@@ -300,10 +446,12 @@ def claim_index(path, candidates, finished_key, tag=None):
 
     ``finished_key(record)`` returns the index a record finishes (or None for records of other sweeps); ``tag``
     (JSON) is stored with the claim and must match for a claim to count. Runs under the file lock, so two
-    workers never get the same index. Returns the index, or None when nothing is left to claim.
+    workers never get the same index. The claim is renewed by this process's heartbeat until
+    :func:`release_claim`. Returns the index, or None when nothing is left to claim.
     """
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    lease = float(CLAIM_LEASE_S)
     with results_lock(path):
         done = set()
         if os.path.exists(path):
@@ -313,8 +461,10 @@ def claim_index(path, candidates, finished_key, tag=None):
                   if i not in done and c.get("tag") == tag and _claim_alive(c, now)}
         for i in candidates:
             if i not in done and i not in claims:
-                claims[i] = {"index": i, "tag": tag, "time": now, **_me()}
+                claims[i] = {"index": i, "tag": tag, "time": now, "renewed": now, "expires": now + lease,
+                             "lease": lease, **_me()}
                 _write_claims(path, claims)
+                _beat().add(path, i, lease)
                 return i
         _write_claims(path, claims)
         return None
@@ -323,9 +473,56 @@ def claim_index(path, candidates, finished_key, tag=None):
 def release_claim(path, index):
     """Drop this process's claim on ``index`` (after finishing it, or when stopping before it finished)."""
     path = os.fspath(path)
+    _beat().remove(path, index)
+    me = _me()
     with results_lock(path):
         claims = read_claims(path)
         c = claims.get(index)
-        if c is not None and c.get("pid") == os.getpid() and c.get("host") == socket.gethostname():
+        if c is not None and _is_mine(c, me):
             del claims[index]
             _write_claims(path, claims)
+
+
+def release_claims(path, indices=None) -> list:
+    """Remove the claims on ``indices`` (default: all) of a results file, whoever holds them; returns them.
+
+    For claims whose holders are gone (a dead host, a removed container) and that should not wait for their
+    lease to run out. Releasing a live claim lets its sample be trained twice.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(_claims_path(path)):
+        return []
+    with results_lock(path):
+        claims = read_claims(path)
+        gone = [c for i, c in sorted(claims.items()) if indices is None or i in indices]
+        for c in gone:
+            del claims[c["index"]]
+        _write_claims(path, claims)
+    return gone
+
+
+def describe_claim(claim: dict, now=None) -> str:
+    """'#3: host gpu-7 pid 77 (pid namespace 4026531836), claimed 2026-12-03 10:01:02 UTC, renewed 5 s ago,
+    expires in 295 s' (who holds a claim, for reports)."""
+    now = time.time() if now is None else now
+    who = f"host {claim.get('host')} pid {claim.get('pid')}"
+    if claim.get("pidns") is not None:
+        who += f" (pid namespace {claim.get('pidns')})"
+    parts = [f"#{claim.get('index')}: {who}"]
+    if _finite_number(claim.get("time")):
+        parts.append("claimed " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(claim["time"])))
+    if _finite_number(claim.get("renewed")):
+        parts.append(f"renewed {max(0.0, now - claim['renewed']):.0f} s ago")
+    if _finite_number(claim.get("expires")):
+        left = claim["expires"] - now
+        parts.append(f"expires in {left:.0f} s" if left > 0 else f"expired {-left:.0f} s ago")
+    else:
+        parts.append("no heartbeat (an older version's claim)")
+    return ", ".join(parts)
+
+
+def describe_claims(path, include_mine=False) -> list:
+    """One line (:func:`describe_claim`) per claim on ``path`` held by other processes (and this one's if asked)."""
+    me, now = _me(), time.time()
+    return [describe_claim(c, now) for _, c in sorted(read_claims(path).items())
+            if include_mine or not _is_mine(c, me)]
