@@ -49,8 +49,10 @@ class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
     really executed, and finds the spec through the other finders (never through itself).
     """
 
+    target = "keras"
+
     def find_spec(self, fullname, path, target=None):
-        if fullname != "keras":
+        if fullname != self.target:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -69,20 +71,44 @@ class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
             loader_exec(module)
             if hook in sys.meta_path:
                 sys.meta_path.remove(hook)
-            _register_keras_objects()
+            hook.register()
 
         spec.loader.exec_module = exec_module
         return spec
 
+    def register(self):
+        _register_keras_objects()
+
+
+class _RegisterAfterKerasHubImport(_RegisterAfterKerasImport):
+    """The same for ``keras_hub``: once keras-hub is imported, register keras_regnet's keras-hub classes
+    (``keras_regnet>RegNetBackbone`` ...), so that keras-hub's ``from_preset`` finds them."""
+
+    target = "keras_hub"
+
+    def register(self):
+        _register_keras_hub()
+
+
+def _register_keras_hub():
+    try:
+        importlib.import_module("keras_regnet.hub.keras_hub_models")
+    except ImportError:  # keras-hub too old or broken: its RegNet classes are simply not available
+        pass
+
 
 if "keras" in sys.modules:
     _register_keras_objects()
-elif not any(isinstance(f, _RegisterAfterKerasImport) for f in sys.meta_path):
+elif not any(type(f) is _RegisterAfterKerasImport for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterAfterKerasImport())
+if "keras_hub" in sys.modules:
+    _register_keras_hub()
+elif not any(type(f) is _RegisterAfterKerasHubImport for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterKerasHubImport())
 
 _LAZY = {
     # Keras-dependent parts are imported on first use.
-    "RegNetModel": "keras_regnet.model",
+    "RegNetModel": "keras_regnet.models",  # the constructors' module: it adds the preset methods to the class
     "AnyNet": "keras_regnet.models",
     "RegNet": "keras_regnet.models",
     "build_model": "keras_regnet.models",
@@ -106,6 +132,9 @@ _LAZY = {
     "load_dataset": "keras_regnet.datasets",
     "explain": "keras_regnet.explanations",
     "plot_explanations": "keras_regnet.explanations",
+    "load_preset": "keras_regnet.hub",
+    "save_to_preset": "keras_regnet.hub",
+    "upload_preset": "keras_regnet.hub",
 }
 _LAZY.update({constructor_name(n): "keras_regnet.models" for n in MODEL_NAMES})
 _LAZY.update({alias_names(n)[0]: "keras_regnet.models" for n in MODEL_NAMES})  # RegNetY006 ... (tf_keras, kimm)

@@ -235,6 +235,16 @@ class RegNetModel(keras.Model):
         return {f"P{int(math.log2(self._stages[s].stride))}": t for s, t in self._stage_tensors.items()}
 
     @property
+    def image_shape(self):
+        """The input image shape without the batch axis, as keras-hub's image backbones expose it."""
+        return tuple(self._build_options["input_shape"])
+
+    @property
+    def data_format(self):
+        """``"channels_last"`` or ``"channels_first"``: the layout the model was built in (keras-hub's attribute)."""
+        return self._build_options.get("data_format") or keras.config.image_data_format()
+
+    @property
     def pretrained_cfg(self):
         """Weights, eval transform and class names: ``weights, arch, size, crop_pct, interpolation, mean, std,
         class_names`` (None: ImageNet's names for 1000 classes). Saved in ``.keras`` files."""

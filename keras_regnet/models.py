@@ -18,6 +18,10 @@ from keras_regnet.weights.files import infer_model_name, is_keras2_h5, load_file
 from keras_regnet.weights.naming import KERAS2_ARCHITECTURE
 from keras_regnet.errors import WeightsDownloadError, WeightsMismatchError
 from keras_regnet.weights.registry import REGISTRY, weights_for_tag
+from keras_regnet.hub import methods as _preset_methods
+
+_preset_methods.install()  # RegNetModel.save_to_preset / from_preset (keras-hub's preset methods)
+
 
 class _NamedDefault:
     """``build_model``'s default ``weights``: ``"imagenet"`` for the paper's named models (as keras.applications),

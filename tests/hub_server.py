@@ -1,7 +1,8 @@
 """A loopback Hugging Face Hub for tests: an HTTP server on 127.0.0.1 that speaks the parts of the Hub API that
 ``huggingface_hub`` uses to upload and download model repositories. Nothing leaves the machine.
 
-Upload: ``POST /api/repos/create``; ``POST /api/models/{repo}/preupload/{rev}`` (binary files are "lfs", the rest
+Upload: ``POST /api/repos/create`` (a new repository gets a first commit with ``.gitattributes``);
+``POST /api/validate-yaml`` (the model card's header); ``POST /api/models/{repo}/preupload/{rev}`` (binary files are "lfs", the rest
 "regular"); the plain Git LFS path: ``POST /{repo}.git/info/lfs/objects/batch`` answering a basic-transfer
 ``upload`` action, then ``PUT`` of the bytes (checked against their sha256); ``POST /api/models/{repo}/commit/{rev}``
 (NDJSON: header, file, lfsFile, deletedFile). huggingface_hub uploads through Xet instead whenever ``hf_xet`` is
@@ -182,8 +183,19 @@ class HubServer:
             with self.lock:
                 if repo_id in self.repos:
                     return 409, {}, {"error": "You already created this model repo", "url": f"{self.url}/{repo_id}"}
-                self.repos[repo_id] = Repo(private=bool(data.get("private")) or data.get("visibility") == "private")
+                repo = self.repos[repo_id] = Repo(private=bool(data.get("private")) or data.get("visibility") == "private")
+                # like the Hub, a new repository starts with one commit holding .gitattributes
+                self._commit(repo, {".gitattributes": b"*.h5 filter=lfs diff=lfs merge=lfs -text\n"}, "main")
             return 200, {}, {"url": f"{self.url}/{repo_id}", "name": repo_id, "id": repo_id}
+
+        if method == "POST" and path == "/api/validate-yaml":
+            # the model card's YAML header, checked by huggingface_hub before a commit that adds README.md
+            content = json.loads(body).get("content", "").lstrip()
+            header = content.split("---")[1] if content.startswith("---") and content.count("---") >= 2 else None
+            if header is None or any(":" not in line for line in header.strip().splitlines() if
+                                     line.strip() and not line.lstrip().startswith("- ")):
+                return 400, {}, {"errors": [{"message": "README.md has no valid YAML metadata header"}]}
+            return 200, {}, {"errors": [], "warnings": []}
 
         m = re.fullmatch(r"/([^/]+/[^/]+)\.git/info/lfs/objects/batch", path)
         if m and method == "POST":
@@ -284,3 +296,23 @@ class HubServer:
         repo_id = next(k for k, v in self.repos.items() if v is repo)
         return 200, {}, {"success": True, "commitOid": sha, "commitUrl": f"{self.url}/{repo_id}/commit/{sha}",
                          "pullRequestUrl": None}
+
+
+def activate(server, monkeypatch, tmp_path):
+    """Point huggingface_hub (and so keras_regnet, Keras and keras-hub) at ``server`` for one test: HF_ENDPOINT, a
+    token, fresh caches, Xet off. huggingface_hub reads some of these at import time, so those are patched too."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    for key, value in child_env(server, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+def child_env(server, tmp_path):
+    """The environment variables that point a child process at ``server`` (add them to os.environ's copy)."""
+    return {"HF_ENDPOINT": server.url, "HF_TOKEN": server.token, "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
+            "KERAS_HOME": str(tmp_path / "keras-home"), "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}

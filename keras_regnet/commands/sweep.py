@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from keras_regnet.design_space.spaces import SPACES
 
 
@@ -108,14 +110,25 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, help="results file (JSON lines), appended to and resumed from")
     parser.add_argument("--shard", type=_shard, metavar="K/N",
                         help="train only samples i with i %% N == K (one process per GPU sharing one --out)")
+    parser.add_argument("--release-claims", action="store_true",
+                        help="remove every claim on --out (say who held them) and exit without training: for claims "
+                             "of processes, containers or hosts that are gone and that should not wait until they "
+                             "expire (a live claim released this way lets its sample be trained twice)")
     add_sweep_arguments(parser)
 
 
 def run(args):
     """Run or resume the sweep, then print the population summary."""
     from keras_regnet.design_space import analysis
+    from keras_regnet.design_space import results as results_lib
     from keras_regnet.design_space.sweep import run_sweep
 
+    if args.release_claims:
+        gone = results_lib.release_claims(args.out)
+        for claim in gone:
+            print(f"released {results_lib.describe_claim(claim)}")
+        print(f"released {len(gone)} claim(s) on {args.out}." if gone else f"no claims on {args.out}.")
+        return 0
     _quiet_retracing()
 
     records = run_sweep(config_from_args(args, args.space), args.out, shard=args.shard,
@@ -124,4 +137,9 @@ def run(args):
         s = analysis.summarize(records)
         print(f"{args.space}: {s['n']} models in {args.out}; error min {s['min']:.2f}% mean {s['mean']:.2f}% "
               f"median {s['median']:.2f}%")
+    held = results_lib.describe_claims(args.out)
+    if held:
+        print(f"keras-regnet sweep: {len(held)} sample(s) claimed by other processes were not trained here:\n  "
+              + "\n  ".join(held) + "\nRerun this command when they are done; if their holders are gone, release "
+              "the claims with the same command plus --release-claims (or wait until they expire).", file=sys.stderr)
     return 0

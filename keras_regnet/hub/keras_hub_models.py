@@ -20,7 +20,7 @@ from keras_hub.src.models.image_classifier import ImageClassifier
 from keras_hub.src.models.image_classifier_preprocessor import ImageClassifierPreprocessor
 
 from keras_regnet.hub._backbone import backbone_config, copy_weights
-from keras_regnet.models import RegNetModel
+from keras_regnet.model import RegNetModel
 
 __all__ = ["RegNetBackbone", "RegNetImageClassifier", "RegNetImageClassifierPreprocessor", "RegNetImageConverter"]
 

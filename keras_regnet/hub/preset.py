@@ -54,7 +54,7 @@ def _serialized(class_name, registered, config):
 
 def _regnet_of(model):
     """The RegNetModel to save: the model itself, or the one a keras-hub RegNetBackbone / task wraps."""
-    from keras_regnet.models import RegNetModel
+    from keras_regnet.model import RegNetModel
 
     if isinstance(model, RegNetModel):
         return model, None
@@ -163,7 +163,7 @@ def _backbone_model(model):
     import keras
 
     from keras_regnet.hub._backbone import backbone_config, copy_weights
-    from keras_regnet.models import RegNetModel
+    from keras_regnet.model import RegNetModel
 
     cfg = backbone_config(model)
     previous = keras.config.image_data_format()
@@ -264,7 +264,7 @@ def _with_task_head(regnet, task):
     import keras
 
     from keras_regnet.hub._backbone import backbone_config, copy_weights
-    from keras_regnet.models import RegNetModel
+    from keras_regnet.model import RegNetModel
 
     if getattr(task, "pooling", "avg") != "avg":
         raise PresetError(f"a RegNet preset's classifier pools by average; this task uses pooling={task.pooling!r}.")
@@ -378,7 +378,7 @@ def read_preset(folder, source=None, compile=False):
     import keras
 
     from keras_regnet.hub._backbone import copy_weights
-    from keras_regnet.models import RegNetModel
+    from keras_regnet.model import RegNetModel
 
     source = source or repr(folder)
     config = check_preset_folder(folder, source)

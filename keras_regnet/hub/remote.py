@@ -60,8 +60,6 @@ def _snapshot(hub, revision, patterns, local_only):
         raise PresetDownloadError(
             f"{uri}: no such repository on {_where()} (or it is private: set HF_TOKEN or run 'hf auth login')."
         ) from None
-    except EntryNotFoundError:
-        raise PresetError(f"{uri} is not a preset (no config.json).") from None
     except LocalEntryNotFoundError as e:
         if local_only:
             raise PresetDownloadError(
@@ -69,6 +67,8 @@ def _snapshot(hub, revision, patterns, local_only):
                 "HF_ENDPOINT to a reachable mirror), or pass a local preset folder."
             ) from None
         raise PresetDownloadError(f"cannot download {uri} from {_where()} ({_describe(e)}).") from None
+    except EntryNotFoundError:  # after LocalEntryNotFoundError, its subclass in huggingface_hub 1.x/2.x
+        raise PresetError(f"{uri} is not a preset (no config.json).") from None
     except Exception as e:  # noqa: BLE001 - network errors come as httpx/OSError types, depending on the version
         raise PresetDownloadError(f"cannot download {uri} from {_where()} ({_describe(e)}).") from None
 
