@@ -92,7 +92,29 @@ def test_config_validation():
         sweep.SweepConfig(space="ResNet", samples=1)
     with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         sweep.SweepConfig(space="RegNetX", samples=1, epochs=0)
-    assert sweep.SweepConfig(space="RegNetX", samples=1, batch_size=32).lr == pytest.approx(0.025)
+    # Large data: the paper's lr 0.1 at batch 128, scaled linearly with the batch size.
+    assert sweep.SweepConfig(space="RegNetX", samples=1, batch_size=32).resolved_lr(1_281_167) == pytest.approx(0.025)
+
+
+def test_proxy_defaults_are_sized_to_the_data_and_shared_by_sweep_and_compare():
+    from keras_regnet.commands import compare
+    from keras_regnet.commands import sweep as sweep_cmd
+
+    small = sweep.SweepConfig(space="RegNetX", samples=1)
+    assert (small.resolved_batch_size(1437), small.resolved_lr(1437)) == (32, pytest.approx(0.2))
+    assert (small.resolved_batch_size(1_281_167), small.resolved_lr(1_281_167)) == (128, pytest.approx(0.1))
+    assert sweep.SweepConfig(space="RegNetX", samples=1, batch_size=64).resolved_lr(1437) == pytest.approx(0.4)
+    assert sweep.SweepConfig(space="RegNetX", samples=1, lr=0.05).resolved_lr(1437) == 0.05
+    key = small.key(_fake_data())
+    assert (key["batch_size"], key["lr"]) == (32, pytest.approx(0.2))  # resolved values are what a resume checks
+    # The same flags, parsed by both commands, give the same sweep settings.
+    cfgs = []
+    for mod, argv in ((sweep_cmd, ["--space", "RegNetX", "--out", "x.jsonl", "--epochs", "3"]), (compare, ["--epochs", "3"])):
+        parser = cli.argparse.ArgumentParser() if hasattr(cli, "argparse") else __import__("argparse").ArgumentParser()
+        mod.add_arguments(parser)
+        args = parser.parse_args(argv)
+        cfgs.append(sweep_cmd.config_from_args(args, "RegNetX"))
+    assert cfgs[0].key(_fake_data()) == cfgs[1].key(_fake_data())
 
 
 # ---------------------------------------------------------------------------------------------- plots

@@ -76,23 +76,20 @@ def test_regnet_stages_equal_the_generator_and_flag_ties():
         assert got_w == ref_w and len(ref_d) == int(starts[i].sum())
 
 
-def _regnet_v1(space, seed, regime, n):
-    """The one-candidate-at-a-time RegNet sampler of sampler version 1, kept as the reference sequence."""
+def _regnet_one_by_one(space, seed, regime, n):
+    """The RegNet sampler one candidate at a time with the scalar generator: the reference sequence (the same raw
+    draws, then pycls's stage rule and the regime per candidate)."""
     rng = np.random.default_rng(seed)
     out = []
     while True:
-        batch = 1024
-        d = rng.integers(space.depth[0], space.depth[1] + 1, size=batch)
-        w0 = spaces._log_uniform(rng, space.w0[0], space.w0[1], 8, size=batch)
-        wa = np.round(spaces._log_uniform(rng, space.wa[0], space.wa[1], 0.1, size=batch), 1)
-        wm = np.round(spaces._log_uniform(rng, space.wm[0], space.wm[1], 0.001, size=batch), 3)
-        b = rng.integers(len(space.bottleneck_ratios), size=batch)
-        g = rng.integers(len(space.group_widths), size=batch)
-        for i in range(batch):
-            if len(design.generate_regnet(int(w0[i]), float(wa[i]), float(wm[i]), int(d[i]))[0]) != 4:
+        d, w0, wa, wm, b, g = space.draw_parameters(rng, 4096)
+        for i in range(len(d)):
+            u = np.arange(int(d[i])) * float(wa[i]) + int(w0[i])
+            ks = np.round(np.log(u / int(w0[i])) / np.log(float(wm[i])))
+            widths, _ = design.generate_regnet(int(w0[i]), float(wa[i]), float(wm[i]), int(d[i]))
+            if len(widths) != 4 or ks.max() + 1 != 4:
                 continue
-            p = specs.RegNetParams(int(d[i]), int(w0[i]), float(wa[i]), float(wm[i]),
-                                   int(space.group_widths[g[i]]), float(space.bottleneck_ratios[b[i]]),
+            p = specs.RegNetParams(int(d[i]), int(w0[i]), float(wa[i]), float(wm[i]), int(g[i]), float(b[i]),
                                    space.se_ratio, space.stem_width, space.stem)
             if regime.contains(regime.measure(p)):
                 out.append(p.to_dict())
@@ -107,7 +104,7 @@ def _regnet_v1(space, seed, regime, n):
 def test_regnet_sequences_are_those_of_the_unbatched_sampler(name, stem, regime):
     space = get_space(name, stem=stem)
     for seed in (0, 5):
-        assert space.sample(40, seed=seed, regime=regime) == _regnet_v1(space, seed, regime, 40)
+        assert space.sample(40, seed=seed, regime=regime) == _regnet_one_by_one(space, seed, regime, 40)
 
 
 @pytest.mark.parametrize("name", ["AnyNetXA", "AnyNetXC", "AnyNetXE"])

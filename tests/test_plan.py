@@ -229,8 +229,6 @@ def test_vectorized_complexity_equals_the_plan_on_random_anynets(seed, se_ratio,
             assert complexity_lib.plan_complexity(p, resolution) == got, (i, a)
 
 
-@pytest.mark.xfail(strict=True, reason="vectorized.anynet_complexity counts an SE expand bias for blocks whose SE "
-                   "width round(w_in * se_ratio) is 0 (w_in <= 2 at se 0.25); the plan has no SE there")
 def test_vectorized_complexity_skips_an_se_of_width_zero():
     a = keras_regnet.AnyNetParams((1, 2), (8, 2), (1.0, 1.0), (8, 2), se_ratio=0.25, stem_width=8)
     cx = vectorized.anynet_complexity(np.array([[1, 2]]), np.array([[8, 2]]), np.ones((1, 2)), np.array([[8, 2]]),

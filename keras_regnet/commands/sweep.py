@@ -59,10 +59,13 @@ def add_sweep_arguments(parser, spaces_positional=False, workers=1, workers_note
                         help="no default flops regime: sample models of any size (the spaces' full ranges)")
     parser.add_argument("--params", type=_mega_range, metavar="MIN,MAX", help="regime on parameters, in millions")
     parser.add_argument("--acts", type=_mega_range, metavar="MIN,MAX", help="regime on activations, in millions")
-    parser.add_argument("--batch-size", type=int, default=128, help="batch size (paper: 128; default %(default)s)")
+    parser.add_argument("--batch-size", type=int,
+                        help="batch size (default: sized to the data: 32 up to 20,000 training images such as the "
+                             "digits, else the paper's 128)")
     parser.add_argument("--lr", type=float,
-                        help="base learning rate of the half-period cosine schedule (default %(default)s; None: the "
-                             "paper's 0.1 at batch 128, scaled linearly with the batch size)")
+                        help="base learning rate of the half-period cosine schedule (default: sized to the data: 0.2 "
+                             "at batch 32 up to 20,000 training images, else the paper's 0.1 at batch 128; scaled "
+                             "linearly with --batch-size)")
     parser.add_argument("--weight-decay", type=float, default=5e-5, help="L2 weight decay, coupled as in pycls (5e-5)")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9)")
     parser.add_argument("--image-size", type=int,

@@ -4,8 +4,12 @@ A design space draws candidate networks; a :class:`Regime` keeps those whose ana
 :func:`keras_regnet.complexity`, no Keras) falls in given ranges, by rejection sampling. Samples are plain
 spec dicts (``RegNetParams/AnyNetParams.to_dict()``) that :func:`keras_regnet.models.build_model` accepts.
 
-Sampling distributions follow pycls's sweep samplers: depths uniform, widths and w0/wa/wm log-uniform
-(quantized to 8, 0.1 and 0.001), b and g uniform over their allowed values.
+Sampling rules follow the paper's text and pycls's sweep samplers (listed with their sources in
+docs/design-spaces.md): AnyNet depths and widths log-uniform (pycls's ``log_uniform``, quantized up to 1 and 8),
+b and g uniform over powers of two, non-decreasing widths/depths of AnyNetXD/XE drawn from the i.i.d. law
+conditioned on the order (what rejecting unordered draws gives); RegNet d uniform, w0/wa/wm log-uniform (quantized
+to 8, 0.1 and 0.001), g by pycls's ``power2_or_log_uniform``, and only candidates whose generated stage count
+equals the quantization's stage count (pycls's ``check_regnet_constraints``: no stage merged or skipped).
 
 Candidates are drawn in batches of 1024 and filtered with the analytic complexity computed for the whole batch
 in NumPy (:mod:`keras_regnet.design_space.vectorized`, equal to :func:`keras_regnet.complexity` for every
@@ -38,7 +42,10 @@ __all__ = [
 ]
 
 # 2: batched candidates (AnyNet sequences per seed differ from version 1; RegNet sequences are unchanged).
-SAMPLER_VERSION = 2
+# 3: pycls's rules: RegNet keeps only candidates with no merged or skipped stage (num_stages == total_stages) and
+#    draws g with power2_or_log_uniform; AnyNet depths are log-uniform (the paper's text) and AnyNetXD/XE's ordered
+#    widths/depths follow the conditioned law instead of sorted i.i.d. draws.
+SAMPLER_VERSION = 3
 _BATCH = 1024
 
 BOTTLENECK_RATIOS = (1, 2, 4)
@@ -122,10 +129,60 @@ class Regime:
 
 
 def _log_uniform(rng, low, high, q, size=None):
-    """Log-uniform value(s) in [low, high] quantized up to a multiple of q (pycls's ``log_uniform``)."""
+    """Log-uniform value(s) in [low, high] quantized up to a multiple of q (pycls's ``log_uniform``).
+
+    The continuous value is log-uniform on (low - min(q, low / 2), high] and rounded up to a multiple of q, so
+    ``low`` gets the mass of log(low / (low - q*)) and every larger multiple v of q that of log(v / (v - q)).
+    """
     f = np.exp(rng.uniform(math.log(low - min(q, low / 2)), math.log(high), size=size))
     v = np.minimum(np.ceil(f / q - 1e-9) * q, high)
     return v if size is not None else float(v)
+
+
+def _log_uniform_probs(low, high, q):
+    """(values, probabilities) of :func:`_log_uniform` on a grid of multiples of q (exact, for integer q)."""
+    values = np.arange(low, high + q / 2, q, dtype=np.float64)
+    lower = np.maximum(values - q, low - min(q, low / 2))
+    probs = np.log(values / lower) / math.log(high / (low - min(q, low / 2)))
+    return values, probs / probs.sum()
+
+
+def _power2_or_log_uniform(rng, low, high, q, size):
+    """pycls's ``power2_or_log_uniform``: a power of two uniform in log2 over [low, high]; values >= q are then
+    redrawn log-uniform over [max(low, q), high] quantized to min(high, q). Both draws are always made (so the
+    stream of random numbers does not depend on the values)."""
+    p2 = 2.0 ** np.floor(rng.uniform(math.log2(low), math.log2(high) + 1, size=size))
+    lg = _log_uniform(rng, max(low, q), high, min(high, q), size=size)
+    return np.where(p2 >= q, lg, p2).astype(np.int64)
+
+
+def _ordered_draws(rng, values, probs, shape):
+    """Rows of ``shape[1]`` i.i.d. draws from (values, probs) conditioned on being non-decreasing.
+
+    This is the law rejection sampling of unordered rows gives (each non-decreasing row with probability
+    proportional to the product of its values' probabilities), drawn directly: position i is drawn given
+    position i - 1 from the weights p(v) * (mass of the non-decreasing completions starting at v).
+    Sorting i.i.d. draws would instead favour rows of distinct values (a row with a tie has fewer orderings).
+    """
+    rows, n = shape
+    k = len(values)
+    weights = [np.asarray(probs, dtype=np.float64)]
+    for _ in range(n - 1):  # weights[j]: mass of the last j + 1 positions starting at each value
+        tail = np.cumsum(weights[-1][::-1])[::-1]
+        weights.append(probs * tail)
+    weights = weights[::-1]  # weights[i]: position i
+    out = np.zeros((rows, n), dtype=np.int64)
+    prev = np.zeros(rows, dtype=np.int64)
+    u = rng.uniform(size=(rows, n))
+    for i in range(n):
+        cum = np.concatenate([[0.0], np.cumsum(weights[i])])
+        lo, hi = cum[prev], cum[-1]
+        t = lo + u[:, i] * (hi - lo)
+        idx = np.searchsorted(cum, t, side="right") - 1
+        idx = np.clip(np.maximum(idx, prev), 0, k - 1)
+        out[:, i] = idx
+        prev = idx
+    return np.asarray(values)[out]
 
 
 class DesignSpace:
@@ -257,37 +314,46 @@ class AnyNetSpace(DesignSpace):
         }
 
     def draw(self, rng):
+        # The readable one-candidate rules (the batched sampler below draws the same law, tested by KS tests):
+        # d log-uniform in [1, max_depth] and w log-uniform in [8, max_width] quantized up to 1 and 8 (the paper's
+        # "log-uniform sampling of d_i <= 16, w_i <= 1024 and divisible by 8", pycls's log_uniform), b and g
+        # uniform over their values (power-of-two grids, pycls's power2_uniform); XD/XE redraw until widths/depths
+        # are non-decreasing (the constraint as a rejection).
         n = self.num_stages
-        depths = [int(d) for d in rng.integers(1, self.max_depth + 1, size=n)]
-        widths = [int(w) for w in _log_uniform(rng, 8, self.max_width, 8, size=n)]
+        while True:
+            depths = [int(d) for d in _log_uniform(rng, 1, self.max_depth, 1, size=n)]
+            widths = [int(w) for w in _log_uniform(rng, 8, self.max_width, 8, size=n)]
+            if (not self.increasing_widths or widths == sorted(widths)) and (
+                    not self.increasing_depths or depths == sorted(depths)):
+                break
         nb = 1 if self.shared_bottleneck else n
         ng = 1 if self.shared_group else n
         bs = [self.bottleneck_ratios[i] for i in rng.integers(len(self.bottleneck_ratios), size=nb)] * (n // nb)
         gs = [self.group_widths[i] for i in rng.integers(len(self.group_widths), size=ng)] * (n // ng)
-        # Sorting i.i.d. draws gives the constrained space without the cost of rejecting unordered ones.
-        if self.increasing_widths:
-            widths.sort()
-        if self.increasing_depths:
-            depths.sort()
         widths, bs, gs = design.adjust_block_compatibility(widths, bs, gs)
         return specs.AnyNetParams(depths, widths, bs, gs, stem_width=self.stem_width, stem=self.stem)
 
     def batches(self, rng, regime, batch=_BATCH):
-        # The rules of draw(), one column of the batch at a time: i.i.d. rows with draw()'s distribution.
+        # The rules of draw(), one column of the batch at a time: i.i.d. rows with draw()'s distribution. Ordered
+        # widths/depths are drawn from the conditioned law directly (no rejection).
         n = self.num_stages
         nb = 1 if self.shared_bottleneck else n
         ng = 1 if self.shared_group else n
         b_values = np.asarray(self.bottleneck_ratios, dtype=np.float64)
         g_values = np.asarray(self.group_widths, dtype=np.int64)
+        d_law = _log_uniform_probs(1, self.max_depth, 1)
+        w_law = _log_uniform_probs(8, self.max_width, 8)
         while True:
-            depths = rng.integers(1, self.max_depth + 1, size=(batch, n))
-            widths = _log_uniform(rng, 8, self.max_width, 8, size=(batch, n))
+            if self.increasing_depths:
+                depths = _ordered_draws(rng, *d_law, (batch, n)).astype(np.int64)
+            else:
+                depths = _log_uniform(rng, 1, self.max_depth, 1, size=(batch, n)).astype(np.int64)
+            if self.increasing_widths:
+                widths = _ordered_draws(rng, *w_law, (batch, n))
+            else:
+                widths = _log_uniform(rng, 8, self.max_width, 8, size=(batch, n))
             bs = np.broadcast_to(b_values[rng.integers(len(b_values), size=(batch, nb))], (batch, n))
             gs = np.broadcast_to(g_values[rng.integers(len(g_values), size=(batch, ng))], (batch, n))
-            if self.increasing_widths:
-                widths = np.sort(widths, axis=1)
-            if self.increasing_depths:
-                depths = np.sort(depths, axis=1)
             ws, gs = vectorized.adjust_block_compatibility(widths, bs, gs)
             cx = vectorized.anynet_complexity(depths, ws, bs, gs, 0.0, self.stem_width, self.stem,
                                               regime.resolution, regime.classes)
@@ -368,107 +434,119 @@ class AnyNetXE(AnyNetXD):
 
 
 class RegNetSpace(DesignSpace):
-    """RegNet: d < 64, w0 in [8, 256] (multiple of 8), wa in [8, 256], wm in [1.5, 3], shared b and g as in
-    AnyNetXE, and ``num_stages`` (min, max) generated stages (pycls's sweeps default to exactly 4).
+    """RegNet: d < 64, w0 in [8, 256] (multiple of 8), wa in [8, 256], wm in [1.5, 3] (the paper's ranges), b in
+    {1, 2, 4} and g in [1, 32] shared by all stages, and ``num_stages`` (min, max) generated stages (pycls's sweeps
+    default to exactly 4). Sampled as pycls's ``regnet_sampler``: d uniform, w0/wa/wm log-uniform quantized to 8,
+    0.1 and 0.001, b a uniform power of two, g by ``power2_or_log_uniform`` (1, 2, 4, or a log-uniform multiple of
+    8); a candidate is kept only when its generated stages are exactly the quantization's stages
+    (``check_regnet_constraints``: none merged by the rounding to multiples of 8, none skipped).
     """
 
     name = "RegNet"
     se_ratio = 0.0
 
     def __init__(self, stem="imagenet", stem_width=32, depth=(1, 63), w0=(8, 256), wa=(8.0, 256.0), wm=(1.5, 3.0),
-                 bottleneck_ratios=BOTTLENECK_RATIOS, group_widths=GROUP_WIDTHS, num_stages=(4, 4)):
+                 bottleneck_ratios=BOTTLENECK_RATIOS, group_width=(1, 32), num_stages=(4, 4)):
         super().__init__(stem, stem_width)
         self.depth = tuple(int(v) for v in depth)
         self.w0 = tuple(int(v) for v in w0)
         self.wa = tuple(float(v) for v in wa)
         self.wm = tuple(float(v) for v in wm)
         self.num_stages = tuple(int(v) for v in num_stages)
+        self.group_width = tuple(int(v) for v in group_width)
+        gw_ok = all(v >= 1 and v & (v - 1) == 0 for v in self.group_width)  # pycls's validate_rand
         if not (1 <= self.depth[0] <= self.depth[1] and 8 <= self.w0[0] <= self.w0[1] and self.w0[0] % 8 == 0
                 and self.w0[1] % 8 == 0 and 0 < self.wa[0] <= self.wa[1] and 1 < self.wm[0] <= self.wm[1]
-                and 1 <= self.num_stages[0] <= self.num_stages[1]):
+                and 1 <= self.num_stages[0] <= self.num_stages[1] and gw_ok
+                and self.group_width[0] <= self.group_width[1]):
             raise ValueError(
                 "RegNet ranges need 1 <= depth min <= max, w0 multiples of 8 with 8 <= min <= max, "
-                f"0 < wa min <= max, 1 < wm min <= max, 1 <= num_stages min <= max; got depth={depth}, w0={w0}, "
-                f"wa={wa}, wm={wm}, num_stages={num_stages}."
+                f"0 < wa min <= max, 1 < wm min <= max, 1 <= num_stages min <= max, group_width min <= max both "
+                f"powers of two; got depth={depth}, w0={w0}, wa={wa}, wm={wm}, "
+                f"num_stages={num_stages}, group_width={group_width}."
             )
         self.bottleneck_ratios = tuple(bottleneck_ratios)
-        self.group_widths = tuple(int(g) for g in group_widths)
 
     def config(self):
         return {
             **super().config(), "depth": list(self.depth), "w0": list(self.w0), "wa": list(self.wa),
             "wm": list(self.wm), "num_stages": list(self.num_stages), "se_ratio": self.se_ratio,
-            "bottleneck_ratios": list(self.bottleneck_ratios), "group_widths": list(self.group_widths),
+            "bottleneck_ratios": list(self.bottleneck_ratios), "group_width": list(self.group_width),
         }
 
     def draw(self, rng):
         return next(self.candidates(rng))
 
-    def batches(self, rng, regime, batch=_BATCH):
-        # Parameters are drawn in batches (the same draws, in the same order, as every earlier version), the
-        # generator and the stage-count constraint of the space are evaluated for the whole batch, and the
-        # candidates with the allowed number of stages are measured in NumPy. Candidates whose generator rounding
-        # is within 1e-6 of a tie are recomputed with the scalar reference, so the result is exact.
+    def draw_parameters(self, rng, size):
+        """``size`` raw draws (d, w0, wa, wm, b, g) of pycls's regnet_sampler, before the stage rule."""
+        d = rng.integers(self.depth[0], self.depth[1] + 1, size=size)
+        w0 = _log_uniform(rng, self.w0[0], self.w0[1], 8, size=size)
+        wa = np.round(_log_uniform(rng, self.wa[0], self.wa[1], 0.1, size=size), 1)
+        wm = np.round(_log_uniform(rng, self.wm[0], self.wm[1], 0.001, size=size), 3)
+        b = np.asarray(self.bottleneck_ratios, dtype=np.float64)[rng.integers(len(self.bottleneck_ratios), size=size)]
+        g = _power2_or_log_uniform(rng, self.group_width[0], self.group_width[1], 8, size)
+        return d, w0, wa, wm, b, g
+
+    def stage_rule(self, d, w0, wa, wm):
+        """Boolean mask of the candidates (arrays) the stage rule keeps: as many distinct quantized widths as the
+        quantization has stages, that number within ``num_stages`` (exact: rounding ties use the scalar path)."""
+        d = np.asarray(d)
+        keep = np.zeros(d.shape[0], dtype=bool)
         lo, hi = self.num_stages
-        b_values = np.asarray(self.bottleneck_ratios, dtype=np.float64)
-        g_values = np.asarray(self.group_widths, dtype=np.int64)
+        count, total, unsure = vectorized.regnet_stage_counts(d, w0, wa, wm)
+        rows = np.flatnonzero(unsure | ((count == total) & (count >= lo) & (count <= hi)))
+        starts, _, tie, total_b = vectorized.regnet_stages(d[rows], w0[rows], wa[rows], wm[rows],
+                                                           int(d.max(initial=1)), return_total=True)
+        n = starts.sum(axis=1)
+        keep[rows] = ~tie & (n == total_b) & (n >= lo) & (n <= hi)
+        for i in rows[tie]:
+            n, total = _stage_counts(d[i], w0[i], wa[i], wm[i])
+            keep[i] = n == total and lo <= n <= hi
+        return keep
+
+    def batches(self, rng, regime, batch=_BATCH):
+        # Parameters are drawn in batches of 4 x 1024, the stage rule is evaluated for the whole batch (a closed
+        # form first, then the per-block widths of the rows it keeps), and the kept candidates are measured in
+        # NumPy. Candidates whose generator rounding is within 1e-6 of a tie use the scalar reference (exact).
+        hi = self.num_stages[1]
         while True:
-            # Four draws of 1024 (the draw order of every earlier version) evaluated together: fewer NumPy calls.
-            parts = []
-            for _ in range(4):
-                parts.append((
-                    rng.integers(self.depth[0], self.depth[1] + 1, size=batch),
-                    _log_uniform(rng, self.w0[0], self.w0[1], 8, size=batch),
-                    np.round(_log_uniform(rng, self.wa[0], self.wa[1], 0.1, size=batch), 1),
-                    np.round(_log_uniform(rng, self.wm[0], self.wm[1], 0.001, size=batch), 3),
-                    rng.integers(len(self.bottleneck_ratios), size=batch),
-                    rng.integers(len(self.group_widths), size=batch),
-                ))
-            d, w0, wa, wm, b, g = (np.concatenate(c) for c in zip(*parts))
-            # A RegNet has at most round(log(u_max / w0) / log(wm)) + 1 <= d stages: rows that cannot reach lo
-            # stages are dropped before the per-block arrays are built (with a margin, so the bound is safe).
-            r_max = np.log((d - 1) * wa / w0 + 1) / np.log(wm)
-            rows = np.flatnonzero((r_max >= lo - 1.5 - 1e-6) & (d >= lo))
-            # The stage count from the generator's closed form keeps the per-block arrays to the rows that can
-            # have the allowed number of stages (rows near a rounding tie go on to the exact per-block check).
-            count, unsure = vectorized.regnet_stage_count(d[rows], w0[rows], wa[rows], wm[rows])
-            rows = rows[unsure | ((count >= lo) & (count <= hi))]
-            starts, block_w, tie = vectorized.regnet_stages(d[rows], w0[rows], wa[rows], wm[rows], self.depth[1])
-            count = starts.sum(axis=1)
-            fast_r = np.flatnonzero(~tie & (count >= lo) & (count <= hi))
-            fast = rows[fast_r]
-            tie = rows[tie]
-            exact = {}
-            for i in tie:
-                p = self._params(d[i], w0[i], wa[i], wm[i], b_values[b[i]], g_values[g[i]])
-                a = p.to_anynet()
-                if lo <= len(a.depths) <= hi:
-                    exact[int(i)] = anynet_complexity(a, resolution=regime.resolution, classes=regime.classes)
-            keep = np.union1d(fast, np.fromiter(exact, dtype=np.int64, count=len(exact))).astype(np.int64)
+            d, w0, wa, wm, b, g = self.draw_parameters(rng, 4 * batch)
+            keep = np.flatnonzero(self.stage_rule(d, w0, wa, wm))
+            starts, block_w, tie = vectorized.regnet_stages(d[keep], w0[keep], wa[keep], wm[keep], self.depth[1])
             cx = {k: np.zeros(keep.size, np.int64) for k in ("flops", "params", "acts")}
-            sel = np.isin(keep, fast)
+            fast = np.flatnonzero(~tie)
             if fast.size:
-                depths, widths = vectorized.regnet_stage_arrays(d[fast], starts[fast_r], block_w[fast_r], hi)
-                bs = np.broadcast_to(b_values[b[fast]][:, None], depths.shape)
-                gs = np.broadcast_to(g_values[g[fast]][:, None], depths.shape)
+                rows = keep[fast]
+                depths, widths = vectorized.regnet_stage_arrays(d[rows], starts[fast], block_w[fast], hi)
+                bs = np.broadcast_to(b[rows][:, None], depths.shape)
+                gs = np.broadcast_to(g[rows][:, None], depths.shape)
                 ws, gs = vectorized.adjust_block_compatibility(widths, bs, gs)
                 fcx = vectorized.anynet_complexity(depths, ws, bs, gs, self.se_ratio, self.stem_width, self.stem,
                                                    regime.resolution, regime.classes)
                 for k in cx:
-                    cx[k][sel] = fcx[k]
-            for pos in np.flatnonzero(~sel):
+                    cx[k][fast] = fcx[k]
+            for pos in np.flatnonzero(tie):
+                i = keep[pos]
+                a = self._params(d[i], w0[i], wa[i], wm[i], b[i], g[i]).to_anynet()
+                exact = anynet_complexity(a, resolution=regime.resolution, classes=regime.classes)
                 for k in cx:
-                    cx[k][pos] = exact[int(keep[pos])][k]
+                    cx[k][pos] = exact[k]
 
             def make(j, keep=keep, d=d, w0=w0, wa=wa, wm=wm, b=b, g=g):
                 i = keep[j]
-                return self._params(d[i], w0[i], wa[i], wm[i], b_values[b[i]], g_values[g[i]])
+                return self._params(d[i], w0[i], wa[i], wm[i], b[i], g[i])
 
             yield make, cx
 
     def _params(self, d, w0, wa, wm, b, g):
         return specs.RegNetParams(int(d), int(w0), float(wa), float(wm), int(g), float(b), self.se_ratio,
                                   self.stem_width, self.stem)
+
+    def _group_width_allowed(self, g):
+        lo, hi = self.group_width
+        if not lo <= g <= hi:
+            return False
+        return (g < 8 and g & (g - 1) == 0) or (g >= 8 and g % min(hi, 8) == 0)
 
     def violations(self, spec):
         p = specs.params_from_dict(spec) if isinstance(spec, dict) else spec
@@ -485,14 +563,27 @@ class RegNetSpace(DesignSpace):
             out.append(f"w0={p.w0} not a multiple of 8")
         if p.bottleneck_ratio not in self.bottleneck_ratios:
             out.append(f"bottleneck ratio {p.bottleneck_ratio} not in {self.bottleneck_ratios}")
-        if p.group_width not in self.group_widths:
-            out.append(f"group width {p.group_width} not in {self.group_widths}")
+        if not self._group_width_allowed(p.group_width):
+            out.append(f"group width {p.group_width} not a power of two below 8 or a multiple of 8 in "
+                       f"{list(self.group_width)}")
         if p.se_ratio != self.se_ratio or p.stem != self.stem or p.stem_width != self.stem_width:
             out.append("SE ratio or stem differ from the space's")
-        n = len(p.to_anynet().depths)
+        n, total = _stage_counts(p.depth, p.w0, p.wa, p.wm)
+        if n != total:
+            out.append(f"{n} distinct stage widths where the quantization has {total} stages (stages merged by "
+                       "the rounding to multiples of 8, or skipped); pycls rejects it")
         if not self.num_stages[0] <= n <= self.num_stages[1]:
             out.append(f"{n} stages not in {list(self.num_stages)}")
         return out
+
+
+def _stage_counts(d, w0, wa, wm, q=8):
+    """(distinct quantized widths, quantization stages max(s) + 1) of one RegNet, with the generator's NumPy
+    operations (the scalar reference of the stage rule)."""
+    u = np.arange(int(d)) * float(wa) + float(w0)
+    s = np.round(np.log(u / float(w0)) / np.log(float(wm)))
+    widths = np.round(float(w0) * np.power(float(wm), s) / q).astype(np.int64) * q
+    return len(np.unique(widths)), int(s.max()) + 1
 
 
 class RegNetX(RegNetSpace):

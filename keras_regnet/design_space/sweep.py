@@ -35,7 +35,7 @@ from keras_regnet.design_space.spaces import SAMPLER_VERSION, Regime, get_space
 
 __all__ = [
     "SweepConfig", "ProxyData", "load_proxy_data", "train_proxy", "run_sweep", "SweepMismatchError",
-    "SweepInterrupted", "default_flops",
+    "SweepInterrupted", "default_flops", "proxy_defaults",
 ]
 
 # Data sets smaller than this (decoded, at the training size) are cached in memory after the first epoch.
@@ -48,6 +48,23 @@ class SweepMismatchError(ValueError):
 
 class SweepInterrupted(KeyboardInterrupt):
     """The sweep was stopped by SIGINT/SIGTERM; the results file is complete up to the last finished sample."""
+
+
+# Data sets up to this many training images get the small-data proxy recipe (the embedded digits and their slices).
+SMALL_DATA = 20_000
+
+
+def proxy_defaults(num_train: int) -> dict:
+    """The proxy recipe's batch size and base learning rate for a training set of ``num_train`` images.
+
+    Small data (<= 20,000 images, e.g. the 1,437 digits): batch 32 and lr 0.2, so an epoch has enough steps (at
+    batch 128 the digits give 11 steps per epoch, and 5 epochs end at 19-49% error where batch 32 / lr 0.2 reach
+    4-8%). Larger data: the paper's batch 128 and lr 0.1. A batch size given without a learning rate scales the
+    default lr linearly. ``sweep`` and ``compare`` share these defaults.
+    """
+    if num_train <= SMALL_DATA:
+        return {"batch_size": 32, "lr": 0.2}
+    return {"batch_size": 128, "lr": 0.1}
 
 
 def default_flops(image_size: int) -> tuple:
@@ -72,8 +89,8 @@ class SweepConfig:
     flops: tuple | str | None = "auto"  # multiply-adds (min, max) at image_size; "auto": default_flops; None: any
     params: tuple | None = None
     acts: tuple | None = None
-    batch_size: int = 128
-    lr: float | None = None  # None: the paper's 0.1 at batch 128, scaled linearly with the batch size
+    batch_size: int | None = None  # None: sized to the data (proxy_defaults)
+    lr: float | None = None  # None: sized to the data (proxy_defaults), scaled linearly with the batch size
     weight_decay: float = 5e-5
     momentum: float = 0.9
     image_size: int | None = None  # None: the data set's own size when fixed, else 224
@@ -89,11 +106,11 @@ class SweepConfig:
     def __post_init__(self):
         for field, minimum in (("samples", 0), ("epochs", 1), ("seed", 0), ("batch_size", 1), ("max_tries", 1)):
             v = getattr(self, field)
+            if v is None and field == "batch_size":
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
                 raise ValueError(f"{field} must be an integer >= {minimum}, got {v!r}.")
-        if self.lr is None:
-            self.lr = 0.1 * self.batch_size / 128
-        if not self.lr > 0 or not self.weight_decay >= 0 or not 0 <= self.momentum < 1:
+        if not (self.lr is None or self.lr > 0) or not self.weight_decay >= 0 or not 0 <= self.momentum < 1:
             raise ValueError(
                 f"need lr > 0, weight_decay >= 0 and 0 <= momentum < 1; got lr={self.lr}, "
                 f"weight_decay={self.weight_decay}, momentum={self.momentum}."
@@ -106,7 +123,23 @@ class SweepConfig:
             raise ValueError(f"image_size must be an integer >= 32 (models downsample 32x), got {self.image_size!r}.")
         if isinstance(self.flops, str) and self.flops != "auto":
             raise ValueError(f"flops must be a (min, max) pair, 'auto' or None, got {self.flops!r}.")
+        from keras_regnet.training.presets import check_settings
+
+        # the checks train's config uses too (non-finite rates, bools as counts, image_size <= 4096, ...)
+        check_settings({f: getattr(self, f) for f in ("samples", "epochs", "seed", "batch_size", "max_tries", "lr",
+                                                      "weight_decay", "momentum", "image_size", "stem_width")}, str)
         get_space(self.space)  # unknown names fail before any data is loaded
+
+    def resolved_batch_size(self, num_train: int) -> int:
+        """The batch size in effect: the given one, or :func:`proxy_defaults`' for ``num_train`` images."""
+        return self.batch_size or proxy_defaults(num_train)["batch_size"]
+
+    def resolved_lr(self, num_train: int) -> float:
+        """The base learning rate in effect: the given one, or :func:`proxy_defaults`' scaled to the batch size."""
+        if self.lr is not None:
+            return self.lr
+        d = proxy_defaults(num_train)
+        return d["lr"] * self.resolved_batch_size(num_train) / d["batch_size"]
 
     def resolved_flops(self, data: "ProxyData"):
         """The flops range in effect: the given one, or :func:`default_flops` of the data's size for 'auto'."""
@@ -123,7 +156,8 @@ class SweepConfig:
         for k in ("samples", "data_dir", "manual_dir", "max_tries"):
             d.pop(k)
         d.update(image_size=data.image_size, stem=data.stem, augment=data.augment, eval_split=data.eval_split,
-                 flops=self.resolved_flops(data))
+                 flops=self.resolved_flops(data), batch_size=self.resolved_batch_size(data.num_train),
+                 lr=self.resolved_lr(data.num_train))
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
@@ -172,6 +206,10 @@ def load_proxy_data(cfg: SweepConfig) -> ProxyData:
 
     eval_split, train_split, (eval_ds, eval_info) = _load_eval_split(cfg, load)
     train_ds, info = load(train_split)
+    from keras_regnet.datasets import align_labels
+
+    # labels by class name: an evaluation split with other class folders is relabelled, or refused naming both lists
+    eval_ds, eval_info = align_labels(eval_ds, eval_info, info.class_names)
     h, w = info.image_shape[:2]
     fixed = h is not None and h == w
     size = cfg.image_size or (h if fixed else 224)
@@ -179,10 +217,11 @@ def load_proxy_data(cfg: SweepConfig) -> ProxyData:
         raise ValueError(f"{cfg.dataset} images are {h}x{w}; pass image_size >= 32 to upsample them.")
     stem = cfg.stem if cfg.stem != "auto" else ("cifar" if size <= 64 else "imagenet")
     augment = cfg.augment if cfg.augment != "auto" else ("none" if fixed else "crop-flip")
-    if info.num_examples < cfg.batch_size:
+    batch_size = cfg.resolved_batch_size(info.num_examples)
+    if info.num_examples < batch_size:
         raise ValueError(
             f"the {train_split} split of {cfg.dataset} has {info.num_examples} images, fewer than one batch of "
-            f"{cfg.batch_size}; lower batch_size."
+            f"{batch_size}; lower batch_size."
         )
 
     if augment == "crop-flip":
@@ -193,11 +232,11 @@ def load_proxy_data(cfg: SweepConfig) -> ProxyData:
             return ds.map(lambda x, y: (x, tf.argmax(y, -1)))
 
         def train(seed):
-            return sparse(pipeline.train_dataset(train_ds, info, image_size=size, global_batch_size=cfg.batch_size,
+            return sparse(pipeline.train_dataset(train_ds, info, image_size=size, global_batch_size=batch_size,
                                                  seed=seed, repeat=False, cache_mb=_CACHE_BYTES >> 20))
 
         ev = sparse(pipeline.eval_dataset(eval_ds, eval_info, image_size=size,
-                                          global_batch_size=max(cfg.batch_size, 256), cache_mb=_CACHE_BYTES >> 20))
+                                          global_batch_size=max(batch_size, 256), cache_mb=_CACHE_BYTES >> 20))
     else:
         def resize(image):
             image = tf.cast(image, tf.float32)
@@ -215,13 +254,13 @@ def load_proxy_data(cfg: SweepConfig) -> ProxyData:
 
         def train(seed):
             ds = base.shuffle(min(info.num_examples, 10_000), seed=seed, reshuffle_each_iteration=False)
-            return ds.batch(cfg.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+            return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
-        ev = prepare(eval_ds, eval_info.num_examples).batch(max(cfg.batch_size, 256)).prefetch(tf.data.AUTOTUNE)
+        ev = prepare(eval_ds, eval_info.num_examples).batch(max(batch_size, 256)).prefetch(tf.data.AUTOTUNE)
     return ProxyData(
         train=train, eval=ev, num_classes=info.num_classes, num_train=info.num_examples,
         num_eval=eval_info.num_examples, image_size=size, stem=stem, augment=augment, eval_split=eval_split,
-        steps_per_epoch=info.num_examples // cfg.batch_size,
+        steps_per_epoch=info.num_examples // batch_size,
     )
 
 
@@ -400,7 +439,8 @@ class _StopOnSignal:
 
 def _describe_run(space, regime, cfg, data, auto):
     how = " (default for this image size; --flops MIN,MAX or --no-flops to change)" if auto else ""
-    return (f"{space}: {regime.describe()}{how}; {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g} on "
+    return (f"{space}: {regime.describe()}{how}; {cfg.epochs} epochs, batch {cfg.resolved_batch_size(data.num_train)}, "
+            f"lr {cfg.resolved_lr(data.num_train):g} on "
             f"{cfg.dataset} ({data.num_train} train / {data.num_eval} eval images)")
 
 
@@ -414,6 +454,18 @@ def _short_regime(regime):
 def _sweep_tag(key, seed):
     """Claims of this sweep: a short hash of its settings (claims of another sweep on the same file never count)."""
     return hashlib.sha256(json.dumps([key, seed], sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Why records of an older sampler cannot be resumed (what changed since that version).
+_VERSION_CHANGES = {
+    1: "AnyNet spaces are drawn in batches since version 2, and since version 3 every space follows pycls's rules "
+       "(RegNet: no merged or skipped stage, g by power2_or_log_uniform; AnyNet: log-uniform depths, ordered "
+       "XD/XE draws)",
+    2: "version 3 follows pycls's rules: RegNet keeps only candidates with no stage merged or skipped by the width "
+       "quantization (about 16% of version 2's RegNet samples are rejected by pycls) and draws g with "
+       "power2_or_log_uniform; AnyNet depths are log-uniform and AnyNetXD/XE's ordered widths/depths follow the "
+       "conditioned law",
+}
 
 
 def _read_finished(out, key, samples, cfg):
@@ -440,13 +492,18 @@ def _read_finished(out, key, samples, cfg):
                 f"{', '.join(f'{f}: {other.get(f)!r} there vs {key.get(f)!r} now' for f in diff)}). Resume with "
                 "the same settings or write to another --out file."
             )
-        if i < len(samples) and rec.get("spec") != samples[i][0]:
-            version = rec.get("sampler_version", 1)
-            why = (f"it was drawn by sampler version {version}, this is version {SAMPLER_VERSION}"
-                   if version != SAMPLER_VERSION else "the file was written by a different sampler")
+        version = rec.get("sampler_version", 1)
+        if version != SAMPLER_VERSION:
             raise SweepMismatchError(
-                f"{where}: sample {i} in the file is not the sample this sampler draws for seed {cfg.seed} ({why}). "
-                "Use another --out file."
+                f"{where}: the file was written by sampler version {version} and this is version {SAMPLER_VERSION}: "
+                f"{_VERSION_CHANGES.get(version, 'the samples drawn for a seed differ')}, so sample {i} would not be "
+                "the sample drawn now. Its results stay readable by `edf`/`fit`; write this sweep to another --out "
+                "file."
+            )
+        if i < len(samples) and rec.get("spec") != samples[i][0]:
+            raise SweepMismatchError(
+                f"{where}: sample {i} in the file is not the sample this sampler draws for seed {cfg.seed} (the file "
+                "was written by a different sampler). Use another --out file."
             )
         finished.setdefault(i, rec)
     return finished
@@ -515,7 +572,7 @@ def _train_claimed(cfg, out, data, space, key, samples, mine, finished, regime, 
                 i = claimed
                 spec, cx = samples[i]
                 model_seed = (cfg.seed * 1_000_003 + i) % (2**31)
-                result = train_proxy(spec, data, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                result = train_proxy(spec, data, epochs=cfg.epochs, lr=cfg.resolved_lr(data.num_train), weight_decay=cfg.weight_decay,
                                      momentum=cfg.momentum, seed=model_seed, stop=event)
                 rec = {
                     "index": i, "space": space.name, "seed": cfg.seed, "model_seed": model_seed, "spec": spec, **cx,

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["adjust_block_compatibility", "regnet_stages", "anynet_complexity"]
+__all__ = [
+    "adjust_block_compatibility", "regnet_stages", "regnet_stage_count", "regnet_stage_counts", "regnet_stage_arrays",
+    "anynet_complexity",
+]
 
 _TIE = 1e-6
 
@@ -36,18 +39,21 @@ def adjust_block_compatibility(widths, bottleneck_ratios, group_widths):
     return ws, gs
 
 
-def regnet_stages(d, w0, wa, wm, max_depth, q=8):
+def regnet_stages(d, w0, wa, wm, max_depth, q=8, return_total=False):
     """Stage structure of a batch of RegNets (arrays d, w0, wa, wm of shape (B,)).
 
     Returns ``(starts, widths, near_tie)``: ``starts`` (B, max_depth) marks the first block of each stage among
     the first ``d`` blocks, ``widths`` (B, max_depth) the quantized per-block widths, ``near_tie`` (B,) the
     candidates whose ``round`` calls were within 1e-6 of a tie (recompute those with the scalar generator).
+    With ``return_total``, also the quantization's stage count max(s) + 1 of each candidate (pycls's
+    ``total_stages``; ``starts.sum(1)`` is its ``num_stages``, fewer when stages merge or are skipped).
     """
     d = np.asarray(d)
     B = d.shape[0]
     starts = np.zeros((B, max_depth), dtype=bool)
     widths = np.zeros((B, max_depth), dtype=np.int64)
     near_tie = np.zeros(B, dtype=bool)
+    total = np.zeros(B, dtype=np.int64)
     j = np.arange(max_depth, dtype=np.float64)[None, :]
     for c in range(0, B, 256):  # chunks keep the temporaries in cache
         sl = slice(c, c + 256)
@@ -69,6 +75,9 @@ def regnet_stages(d, w0, wa, wm, max_depth, q=8):
         st[:, 1:] = w[:, 1:] != w[:, :-1]
         starts[sl] = st & valid
         widths[sl] = w
+        total[sl] = np.max(np.where(valid, s, 0), axis=1).astype(np.int64) + 1
+    if return_total:
+        return starts, widths, near_tie, total
     return starts, widths, near_tie
 
 
@@ -78,7 +87,8 @@ def regnet_stage_count(d, w0, wa, wm):
     Block j has s_j = round(log(1 + wa j / w0) / log(wm)), non-decreasing in j, so s reaches k >= 1 at block
     ceil(t_k), t_k = w0 (wm^(k - 1/2) - 1) / wa, and value k occurs iff ceil(t_k) < min(d, ceil(t_(k+1))). Distinct
     s give distinct quantized widths (consecutive ones differ by a factor wm >= 1.5 before rounding to 8, which
-    cannot merge them), so the count of occurring k is the stage count. Rows with some t_k within 1e-6 of an
+    merges them only when w0 is small: 8 x 1.5 and 8 x 2.25 both round to 16), so the count of occurring k is the
+    number of distinct exponents, the stage count unless widths merge. Rows with some t_k within 1e-6 of an
     integer are ``unsure`` (use :func:`regnet_stages` for them); rows with wm < 1.5 are always unsure.
     """
     d = np.asarray(d, dtype=np.int64)
@@ -98,6 +108,24 @@ def regnet_stage_count(d, w0, wa, wm):
     unsure = np.any((np.abs(t - np.round(t)) < _TIE) & (t < dd), axis=1) | (wm < 1.5)
     present = j[:, :-1] < np.minimum(dd, j[:, 1:])
     return 1 + present.sum(axis=1), unsure
+
+
+def regnet_stage_counts(d, w0, wa, wm):
+    """``(count, total, unsure)`` for a batch of RegNets without per-block arrays: ``count`` the distinct
+    exponents s_j (an upper bound of the distinct quantized widths, pycls's ``num_stages``), ``total`` the
+    quantization's stage count max(s) + 1 (pycls's ``total_stages``) and the rows near a rounding tie (see
+    :func:`regnet_stage_count`). pycls keeps a candidate only when the distinct widths equal ``total``, so
+    ``count == total`` is a necessary condition (exponents skipped by a large step make ``count < total``).
+    """
+    d = np.asarray(d, dtype=np.int64)
+    count, unsure = regnet_stage_count(d, w0, wa, wm)
+    if d.size == 0:
+        return count, np.zeros(0, np.int64), unsure
+    lwm = np.log(np.asarray(wm, dtype=np.float64))
+    r_last = np.log1p((d - 1) * np.asarray(wa, dtype=np.float64) / np.asarray(w0, dtype=np.float64)) / lwm
+    total = np.round(r_last).astype(np.int64) + 1
+    unsure = unsure | (np.abs(np.abs(r_last - np.round(r_last)) - 0.5) < _TIE)
+    return count, total, unsure
 
 
 def regnet_stage_arrays(d, starts, widths, max_stages):
@@ -161,10 +189,11 @@ def anynet_complexity(depths, widths, bottleneck_ratios, group_widths, se_ratio=
         if se_ratio:
             for w_blk, (ff, pp, aa) in ((w_in, (f1, p1, a1)), (wo, (fr, pr, ar))):
                 w_se = np.rint(w_blk * se_ratio).astype(np.int64)
-                se = 2 * wb * w_se + w_se + wb
+                has = w_se > 0  # an SE whose width rounds to 0 is not built (as the scalar reference)
+                se = np.where(has, 2 * wb * w_se + w_se + wb, 0)
                 ff += se
                 pp += se
-                aa += w_se + wb
+                aa += np.where(has, w_se + wb, 0)
         rep = np.maximum(d - 1, 0)
         flops += np.where(on, f1 + rep * fr, 0)
         params += np.where(on, p1 + rep * pr, 0)
