@@ -1,4 +1,9 @@
-"""Shared test setup: quiet TensorFlow, deterministic seeds, small model configurations."""
+"""Shared test setup: quiet TensorFlow, deterministic seeds, small model configurations, no state leaking between
+tests (each test passes alone and in any order).
+
+Tiers (pytest.ini): ``pytest -q`` runs the fast tier (every module; long round trips deselected); ``pytest -q -m
+slow`` runs the slow tier (tests marked ``@pytest.mark.slow``); ``pytest -q -m ""`` runs both.
+"""
 
 import os
 
@@ -12,9 +17,15 @@ TINY = dict(depths=(1, 1, 1, 1), widths=(8, 16, 24, 32), bottleneck_ratios=(1, 1
 TINY_SE = dict(TINY, se_ratio=0.25)
 
 
+def _keras_globals(keras):
+    return (keras.config.image_data_format(), keras.config.floatx(),
+            keras.mixed_precision.global_policy().name)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
-    """Every test starts from the same random state."""
+    """Every test starts from the same random state and Keras's default global settings; a test that changes the
+    data format, floatx or the mixed-precision policy without restoring them gets them restored (no order effects)."""
     import numpy as np
 
     np.random.seed(0)
@@ -23,5 +34,11 @@ def _seed():
 
         keras.utils.set_random_seed(0)
     except ImportError:
-        pass
+        keras = None
+    before = _keras_globals(keras) if keras is not None else None
     yield
+    if keras is not None and _keras_globals(keras) != before:
+        data_format, floatx, policy = before
+        keras.config.set_image_data_format(data_format)
+        keras.config.set_floatx(floatx)
+        keras.mixed_precision.set_global_policy(policy)
