@@ -28,6 +28,8 @@ COMMANDS = {
     "train": ("keras_regnet.commands.train", "train with the paper's ImageNet recipe or fine-tune (resumable, tf.distribute)"),
     "explain": ("keras_regnet.commands.explain", "heatmap overlays of where a classifier looks (Grad-CAM etc., tf-keras-vis)"),
     "cache": ("keras_regnet.commands.cache", "list, verify or clear downloaded/converted weights and their sha256 pins"),
+    "push": ("keras_regnet.commands.push", "share a model on the Hugging Face Hub as a keras-hub preset (hf://owner/name)"),
+    "preset": ("keras_regnet.commands.preset", "write a keras-hub preset of a pretrained model (to mirror or host)"),
 }
 
 # Sub-commands that never touch Keras/TensorFlow: no TensorFlow start-up for them.
@@ -102,6 +104,13 @@ def _representative(value):
     _dataset(value)
 
 
+def _hub_repo(value):
+    """push's hf://owner/name: checked before anything is loaded (keras_regnet.hub.uri is plain Python)."""
+    from keras_regnet.hub.uri import parse_hub_uri
+
+    parse_hub_uri(value, allow_revision=False)
+
+
 def _existing_file(what, hint="", verb="does"):
     def rule(value):
         for path in [value] if isinstance(value, str) else value or ():
@@ -147,6 +156,8 @@ PRECHECKS = {
     "edf": (("matplotlib", "scipy"), {"results": _existing_file(
         "results file", "; run `keras-regnet sweep --out {path}` first")}),
     "fit": ((), {"results": _existing_file("results file", "; run `keras-regnet sweep --out {path}` first")}),
+    "push": ((), {"model": _model_source, "repo": _hub_repo, "weights": _weights_file}),
+    "preset": ((), {"name": _model_source}),
 }
 
 

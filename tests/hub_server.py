@@ -58,6 +58,7 @@ class HubServer:
         self.repos: dict[str, Repo] = {}
         self.objects: dict[str, bytes] = {}  # LFS store: sha256 -> bytes
         self.requests: list[tuple[str, str]] = []
+        self.messages: list[str] = []  # commit summaries, in order
         self.lock = threading.Lock()
         self._counter = 0
         server = self
@@ -279,7 +280,9 @@ class HubServer:
         files, deleted = {}, []
         for line in lines:
             key, value = line["key"], line["value"]
-            if key == "file":
+            if key == "header":
+                self.messages.append(value.get("summary", ""))
+            elif key == "file":
                 files[value["path"]] = base64.b64decode(value["content"])
             elif key == "lfsFile":
                 data = self.objects.get(value["oid"])

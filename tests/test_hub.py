@@ -307,3 +307,77 @@ def test_keras_model_save_to_hub_loads_after_import_keras_regnet(hub, tmp_path):
 def test_hub_server_is_loopback_only():
     with HubServer() as server:
         assert server.url.startswith("http://127.0.0.1:")
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+def _run_cli(*argv):
+    from keras_regnet import cli
+
+    return cli.main([str(a) for a in argv])
+
+
+def _png(path, size=32):
+    from PIL import Image
+
+    Image.fromarray(np.random.RandomState(2).randint(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_push_a_trained_keras_file_then_predict_from_the_hub(hub, tmp_path, capsys):
+    run = tmp_path / "runs" / "pets"
+    run.mkdir(parents=True)
+    model = _classifier()
+    model.save(run / "best.keras")
+    (run / "config.json").write_text(json.dumps({"dataset": "photos/", "epochs": 3, "preset": "finetune",
+                                                 "model": "RegNetY600MF", "data_dir": None}))
+    assert _run_cli("push", run / "best.keras", "hf://user/pets", "--private", "--message", "pets v1") == 0
+    out = capsys.readouterr().out
+    assert "pushed hf://user/pets" in out and "keras_regnet.get_model('hf://user/pets')" in out
+    assert hub.messages[-1] == "pets v1" and hub.repos["user/pets"].private
+    card = hub.file("user/pets", "README.md").decode()
+    assert "**Training:** model=RegNetY600MF, preset=finetune, dataset=photos/, epochs=3." in card
+    assert _run_cli("predict", "--model", "hf://user/pets", "--top", "3", _png(tmp_path / "img.png")) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in NAMES)
+
+
+def test_push_refuses_bad_input_in_one_line(hub, tmp_path, capsys):
+    assert _run_cli("push", tmp_path / "missing.keras", "hf://user/x") == 2
+    assert "does not exist" in capsys.readouterr().err
+    folder = save_to_preset(_classifier(), tmp_path / "p")
+    assert _run_cli("push", folder, "hf://user/../x") == 2
+    assert "bad Hub URI" in capsys.readouterr().err
+    assert _run_cli("push", folder, "hf://user/x@dev") == 2
+    assert "uploads go to the main branch" in capsys.readouterr().err
+    os.remove(os.path.join(folder, "model.weights.h5"))
+    assert _run_cli("push", folder, "hf://user/x") == 2
+    err = capsys.readouterr().err
+    assert "has no model.weights.h5" in err and len(err.strip().splitlines()) == 1
+    assert hub.requests == []
+
+
+def test_preset_command_mirrors_registry_weights_with_source_license_and_accuracy(hub, tmp_path, monkeypatch, capsys):
+    """``keras-regnet preset`` on a registry entry served by the loopback Hub (the tiny fixture's weights)."""
+    from test_weights import fixture
+
+    from keras_regnet import specs
+    from keras_regnet.weights import registry
+
+    _, spec, path = fixture("x")
+    entry = registry.REGISTRY["RegNetX-200MF"][0]
+    monkeypatch.setitem(entry, "classes", spec["classes"])
+    monkeypatch.setitem(specs.MODEL_PARAMS, "RegNetX-200MF",
+                        specs.RegNetParams(**{k: v for k, v in spec.items() if k != "classes"}))
+    hub.commit(entry["repo"], {"model.safetensors": open(path, "rb").read()})
+    out_dir = tmp_path / "mirror"
+    assert _run_cli("preset", "RegNetX200MF", "--weights", "imagenet", "--output", out_dir) == 0
+    out = capsys.readouterr().out
+    assert f"license {entry['license']}" in out and f"top-1 {entry['top1']}%" in out
+    card = (out_dir / "README.md").read_text()
+    assert f"license: {entry['license']}" in card and f"published ImageNet-1k top-1: {entry['top1']}%" in card
+    assert entry["repo"] in card
+    model = load_preset(out_dir)
+    assert model.pretrained_cfg["weights"] == "imagenet" and model.build_options["arch"] == "RegNetX-200MF"
+    assert _run_cli("push", out_dir, "hf://me/regnetx200") == 0
+    assert load_preset("hf://me/regnetx200").pretrained_cfg["license"] == entry["license"]
