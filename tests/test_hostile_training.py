@@ -59,6 +59,12 @@ def test_the_shared_checks_serve_the_sweep_too():
         presets.check_settings(dict(momentum=1.5), name=str)
     with pytest.raises(ValueError, match="^epochs must be an integer"):
         presets.check_settings(dict(epochs=True), name=str)
+    from keras_regnet.design_space.sweep import SweepConfig
+
+    for bad, message in ((dict(lr=math.inf), "^lr must be a positive number"),
+                         (dict(image_size=100000), "^image_size must be an integer >= 32 and <= 4096")):
+        with pytest.raises(ValueError, match=message):
+            SweepConfig("AnyNetXA", 4, **bad)
 
 
 # ------------------------------------------------------------------------------------------- data for runs
@@ -219,3 +225,24 @@ def test_cli_finetune_phases_count_the_runs_epochs_and_no_export_says_so(tmp_pat
     assert "None" not in proc.stdout and "not exported (--no-export)" in proc.stdout
     assert out.count("validation: held out 10% of 'train' per class (2 images)") == 1
     assert [r["val_accuracy"] not in ("", "NA") for r in _log(tmp_path / "run")] == [True] * 3
+
+
+def test_an_empty_split_is_refused_before_the_model_sees_an_empty_batch(tmp_path, monkeypatch):
+    """A split with no images (e.g. an empty tfds slice) would reach the model as an empty batch, whose error
+    names a BatchNorm layer ('stem_bn'): refused first, naming the flag."""
+    import dataclasses
+
+    from keras_regnet import datasets
+    from keras_regnet.training import trainer
+
+    real = datasets.load_dataset
+
+    def load(name, split, **kw):
+        ds, info = real(name, split.split("[")[0], **kw)
+        return ds.take(0), dataclasses.replace(info, split=split, num_examples=0 if split == "test" else
+                                               info.num_examples)
+
+    monkeypatch.setattr(datasets, "load_dataset", load)
+    config = _config(tmp_path, val_split="test")
+    with pytest.raises(ValueError, match=r"^--val-split 'test' of 'digits' has no images"):
+        trainer._load_data(config)

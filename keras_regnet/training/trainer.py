@@ -307,6 +307,10 @@ def _load_data(config) -> _Data:
     if config.val_split not in (None, "", "none"):
         # Labels by class name: a validation split with other folders is relabelled or refused before training.
         data.val, data.val_info = align_labels(*load(config.val_split), info.class_names)
+    for split_info, flag in ((info, "--train-split"), (data.val_info, "--val-split")):
+        if split_info is not None and split_info.num_examples == 0:  # the model would get an empty batch
+            raise ValueError(f"{flag} {split_info.split!r} of {config.dataset!r} has no images; choose a split "
+                             "or slice that has some.")
     return data
 
 
