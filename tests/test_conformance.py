@@ -31,6 +31,8 @@ from keras_regnet.layers import GroupConv2D
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 FORMATS = ["channels_first", "channels_last"]
+# The conformance suite in both formats is part of the slow tier (pytest -q -m slow).
+pytestmark = pytest.mark.slow
 
 # Tiny designs (the paper's 24 named models share all their code with these).
 TINY_Y = dict(depth=6, w0=8, wa=8.0, wm=2.0, group_width=8, stem_width=16, se_ratio=0.25)  # stages 8,16,32,64

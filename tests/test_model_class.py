@@ -145,6 +145,7 @@ _IMPORTS = {
 
 
 @pytest.mark.parametrize("order", list(_IMPORTS))
+@pytest.mark.slow  # three fresh processes; test_design's plain-import case stays in the fast tier
 def test_keras_files_load_after_import_keras_regnet_in_any_order(tmp_path, order):
     from keras_regnet.training.optim import DecaySGD
 

@@ -267,6 +267,7 @@ def test_mixed_precision_training_step():
         keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow  # a fresh JAX process building the paper models (~45 s); test_extras covers the JAX backend
 def test_builder_runs_under_jax_backend_if_installed(tmp_path):
     pytest.importorskip("jax")
     code = (
@@ -316,6 +317,7 @@ def test_resize_and_center_crop_matches_pil_and_handles_batches():
         resize_and_center_crop(img, crop_pct=1.5)
 
 
+@pytest.mark.slow  # trains a full-width stage (~15 s)
 def test_narrow_strided_projection_trains_without_onednn_crash():
     """TF 2.21's oneDNN filter gradient of a strided 1x1 conv with < 16 input channels aborts the process.
 

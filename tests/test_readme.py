@@ -1,5 +1,7 @@
 """Every ```python block of README.md and docs/*.md runs as written, so the documentation cannot drift.
 
+README.md's blocks run in the fast tier, the docs/ pages' blocks in the slow tier (``pytest -q -m slow``).
+
 Each block runs alone in a fresh interpreter (in a temporary directory, network off: HF_HUB_OFFLINE=1), with
 ``weights="..."`` arguments replaced by ``weights=None`` (pretrained weights need the network; the calls are the
 same otherwise). A block that cannot run here (it needs your data, an exported model, a GPU) is preceded by
@@ -93,7 +95,13 @@ def test_block_defines_what_it_uses(path, line, code, skip):
     assert not missing, f"{where}: the block uses {missing} without importing or defining them"
 
 
-@pytest.mark.parametrize("path, line, code, skip", [c for c in CASES if c.values[3] is None])
+# The fast tier runs README.md's blocks; the docs/ pages' blocks (each a fresh interpreter building models, 15-50 s
+# on 2 cores) run in the slow tier. Every block's syntax and names are checked in the fast tier (above).
+RUNNABLE = [pytest.param(*c.values, id=c.id, marks=() if c.values[0].endswith("README.md") else pytest.mark.slow)
+            for c in CASES if c.values[3] is None]
+
+
+@pytest.mark.parametrize("path, line, code, skip", RUNNABLE)
 def test_block_runs(path, line, code, skip, tmp_path):
     where = f"{os.path.relpath(path, ROOT)}:{line}"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow",

@@ -44,6 +44,7 @@ class _PoisonMovingStats(keras.callbacks.Callback):
 
 
 @pytest.mark.parametrize("val_split", ["auto", "none"])
+@pytest.mark.slow  # two training runs
 def test_divergence_seen_only_in_validation_stops_without_export(tmp_path, val_split):
     """The issue's run (batch 5000, 2 steps, lr 3.9) finished with status 'finished', exit 0 and an all-NaN
     SavedModel. Now: status 'diverged', the poisoned epoch is neither checkpointed nor exported."""
@@ -79,6 +80,7 @@ def _write_json(tmp_path):
     return str(path)
 
 
+@pytest.mark.slow  # a training run, then a fresh process
 def test_checkpoints_reload_compiled_in_a_fresh_process_with_class_names(tmp_path):
     """best.keras and last.keras hold the DecaySGD optimizer with its WarmupCosine schedule: they load compiled
     with only `import keras_regnet` (no custom_objects), carry the data set's class names and eval transform,

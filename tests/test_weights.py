@@ -191,6 +191,7 @@ def test_imagenet_weights_with_ten_classes_is_refused():
 # ---------------------------------------------------------------------------------- Keras 2 (tf_keras) migration
 
 @pytest.mark.parametrize("name, ctor", [("RegNetX-200MF", "RegNetX002"), ("RegNetY-200MF", "RegNetY002")])
+@pytest.mark.slow  # builds tf_keras's own RegNets (~15 s each)
 def test_keras2_h5_matches_tf_keras_own_model(tmp_path, name, ctor):
     tf_keras = pytest.importorskip("tf_keras")
     ref = getattr(tf_keras.applications.regnet, ctor)(weights=None, input_shape=(64, 64, 3))

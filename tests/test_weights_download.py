@@ -270,6 +270,7 @@ def test_sha256_change_after_first_download_is_refused_and_evicted(hub, tmp_path
     assert_holds_fixture(model)
 
 
+@pytest.mark.slow  # a full-size model's download round trip
 def test_public_constructor_downloads_a_full_size_model(hub, monkeypatch):
     """``keras_regnet.RegNetX200MF(weights="imagenet")`` end to end, with and without the top."""
     monkeypatch.setitem(registry.REGISTRY["RegNetX-200MF"][0], "classes", 1000)  # the real architecture again
@@ -298,6 +299,7 @@ def test_public_constructor_downloads_a_full_size_model(hub, monkeypatch):
     assert os.path.exists(keras_regnet.weights.converted_path(keras_regnet.get_weights_info("RegNetX200MF"), False))
 
 
+@pytest.mark.slow  # a full-size model's download round trip
 def test_keras2_weights_download_with_the_published_sha256(hub, tmp_path, monkeypatch):
     tf_keras = pytest.importorskip("tf_keras")
     monkeypatch.setitem(specs.MODEL_PARAMS, "RegNetX-200MF", FULL_PARAMS["RegNetX-200MF"])
