@@ -33,7 +33,9 @@ BACKBONE = "keras_regnet>RegNetBackbone"
 CLASSIFIER = "keras_regnet>RegNetImageClassifier"
 PREPROCESSOR = "keras_regnet>RegNetImageClassifierPreprocessor"
 CONVERTER = "keras_regnet>RegNetImageConverter"
-KERAS_MODEL = "keras_regnet>RegNetModel"  # a model.save("hf://...") folder (Keras's own Hub layout)
+KERAS_MODEL = "keras_regnet>RegNetModel"
+# keras-hub's generic ImageClassifier (saved from ImageClassifier(backbone=RegNetBackbone(...))) has the same head
+_CLASSIFIERS = (CLASSIFIER, "keras_hub>ImageClassifier")  # a model.save("hf://...") folder (Keras's own Hub layout)
 _MODULE = "keras_regnet.hub.keras_hub_models"
 
 CONFIG, WEIGHTS, METADATA = "config.json", "model.weights.h5", "metadata.json"
@@ -336,9 +338,9 @@ def check_preset_folder(folder, source=None):
     if not isinstance(config.get("config"), dict) or not isinstance(config["config"].get("spec"), dict):
         raise PresetError(f"config.json of {source} has no RegNet spec; the preset is damaged.")
     task = _read_json(folder, TASK, source, required=False)
-    if task is not None and task.get("registered_name") != CLASSIFIER:
-        raise PresetError(f"task.json of {source} holds a {task.get('registered_name')!r}, not a RegNet classifier "
-                          f"({CLASSIFIER}).")
+    if task is not None and task.get("registered_name") not in _CLASSIFIERS:
+        raise PresetError(f"task.json of {source} holds a {task.get('registered_name')!r}, not an image classifier "
+                          f"on a RegNet ({CLASSIFIER}); load it with keras-hub's from_preset.")
     weights = [WEIGHTS] + ([TASK_WEIGHTS] if task is not None else [])
     for name in weights:
         path = os.path.join(folder, name)
