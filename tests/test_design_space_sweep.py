@@ -146,7 +146,9 @@ def test_edf_plot_content(tmp_path):
         assert _has_color(img, plots.COLORS[i])  # both EDF curves are drawn
     texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     for (label, errs), text in zip(groups.items(), texts):
-        name, low, mean = re.fullmatch(r"(\S+) \[([\d.]+)\|([\d.]+)\]", text).groups()
+        # 'name [min|mean] n=30' (plus ', 3 ep' for sweep records): the paper's legend, with the sample count.
+        name, low, mean, n = re.fullmatch(r"(\S+) \[([\d.]+)\|([\d.]+)\] n=(\d+)", text).groups()
+        assert int(n) == len(errs)
         assert name == label
         assert float(low) == round(min(errs), 1) and float(mean) == round(float(np.mean(errs)), 1)
     # The drawn steps are the EDF: y values 0, 1/n, ..., 1 at the sorted errors.
@@ -168,7 +170,15 @@ def test_scatter_and_fit_plot_content(tmp_path):
     groups = {"AnyNetXA": _records("AnyNetXA", 12, 0), "RegNetX": _records("RegNetX", 12, 1)}
     fig = plots.plot_scatter(groups, tmp_path / "s.png")
     img = _png(tmp_path / "s.png")
-    assert img.shape == (400, 1680, 3)  # 2 rows x 7 panels of 2.4 x 2.0 in at 100 dpi
+    assert img.shape == (480, 1680, 3)  # 2 rows x 7 panels of 2.4 x 2.1 in, + 0.6 in for the title, at 100 dpi
+    # Says what it shows, which AnyNet values are fitted, and log axes carry several labels.
+    assert "least-squares trend" in fig._suptitle.get_text()
+    labels = [ax.get_xlabel() for ax in fig.axes[:7]]
+    assert "w0 (fitted)" in labels and "wm (fitted)" in labels and "g (block-weighted mean)" in labels
+    assert "w0" in [ax.get_xlabel() for ax in fig.axes[7:]]  # RegNet values are its own parameters
+    for ax in fig.axes:
+        if ax.get_xscale() == "log":
+            assert len([t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]) >= 3
     assert _has_color(img, plots.COLORS[0], alpha=0.8) and _has_color(img, plots.COLORS[1], alpha=0.8)
     assert len(fig.axes) == 14
     offsets = fig.axes[7].collections[0].get_offsets()  # RegNetX row, depth column
@@ -337,3 +347,79 @@ def test_proxy_momentum_update_equals_decay_sgd_apply_gradients(decay_on):
     assert moved > 1e-4  # the steps did change the weights
     for a, b in zip(*finals):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------- readable figures, verdicts, shards, trends
+
+
+def test_edf_figure_says_what_it_shows(tmp_path):
+    recs = {"AnyNetXA": _records("AnyNetXA", 8, 0), "RegNetX": _records("RegNetX", 6, 1)}
+    for r in recs["AnyNetXA"] + recs["RegNetX"]:
+        r["sweep"] = {"epochs": 3, "dataset": "digits", "eval_split": "test"}
+    fig = plots.plot_edf(recs, tmp_path / "e.png")
+    ax = fig.axes[0]
+    assert "left" in ax.get_xlabel() and "error" in ax.get_xlabel() and "digits test" in ax.get_xlabel()
+    assert "fraction of models" in ax.get_ylabel()
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[0].endswith("n=8, 3 ep") and texts[1].endswith("n=6, 3 ep")
+    assert "samples per space" in ax.get_title()
+
+
+def test_log_ticks_give_several_labels():
+    assert plots.log_ticks(8, 256) == [8, 16, 32, 64, 128, 256] or len(plots.log_ticks(8, 256)) >= 3
+    ticks = plots.log_ticks(2.04, 5.9)  # a flops axis of the demo regime: one power of two inside
+    assert len(ticks) >= 3 and ticks[0] >= 2.0 and ticks[-1] <= 5.9
+
+
+def test_verdicts_say_whether_a_difference_is_significant():
+    rng = np.random.default_rng(0)
+    far = analysis.compare_groups({"A": rng.uniform(30, 60, 40), "B": rng.uniform(10, 30, 40)}, n_resamples=2000)
+    (line,) = analysis.verdicts(far)
+    assert "significant at 0.01" in line and "lower (better)" in line and "not significant" not in line
+    near = analysis.compare_groups({"A": rng.uniform(3, 8, 6), "B": rng.uniform(3, 8, 6)}, n_resamples=2000)
+    (line,) = analysis.verdicts(near)
+    assert "not significant" in line and "n = 6 vs 6" in line
+
+
+def test_study_schedule_leads_with_the_main_pair_and_stays_balanced():
+    from keras_regnet.commands.compare import study_schedule
+
+    steps = study_schedule(4, 40, 10)
+    assert steps[:4] == [(0, 10), (3, 10), (0, 20), (3, 20)]
+    assert {k: max(t for kk, t in steps if kk == k) for k in range(4)} == {0: 40, 1: 40, 2: 40, 3: 40}
+    for n in range(1, len(steps) + 1):  # stopped anywhere: no space more than two rounds ahead of another
+        done = {k: max([t for kk, t in steps[:n] if kk == k] or [0]) for k in range(4)}
+        assert max(done.values()) - min(done.values()) <= 20
+    assert study_schedule(2, 6) == [(0, 6), (1, 6)]  # the demo: each space at once
+
+
+def test_shard_files_merge_in_edf_and_fit(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(sweep, "train_proxy", _fake_train(calls))
+    files = [tmp_path / f"rx.shard{k}.jsonl" for k in range(3)]
+    for k, out in enumerate(files):  # three machines, each writing its own file
+        sweep.run_sweep(sweep.SweepConfig(**CFG), out, shard=(k, 3), progress=False, data=_fake_data(),
+                        log=lambda *a: None)
+    assert [len(results.read_results(f).records) for f in files] == [2, 2, 2]
+    groups = analysis.merge_shards(analysis.load_groups(files, log=lambda m: None), log=lambda m: None)
+    assert list(groups) == ["RegNetX"] and sorted(r["index"] for r in groups["RegNetX"]) == list(range(6))
+    assert cli.main(["edf", *map(str, files), "--out", str(tmp_path / "e.png"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["n"] == 6 and "merged" in captured.err
+    assert cli.main(["fit", *map(str, files), "--trends", "--plot", str(tmp_path / "t.png")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("RegNetX: 6 models, best 5") and _png(tmp_path / "t.png").ndim == 3
+
+
+def test_regnet_trends_recover_a_planted_relation():
+    recs = _records("RegNetX", 60, 3)
+    for r in recs:  # error falls with wm and rises with depth
+        r["error"] = 50 - 10 * r["spec"]["wm"] + 0.5 * r["spec"]["depth"]
+    t = analysis.regnet_trends(recs, top=10)
+    assert t["params"]["wm"]["spearman"] < -0.5 and t["params"]["wm"]["slope"] < 0
+    assert t["params"]["d"]["spearman"] > 0
+    best = sorted(recs, key=lambda r: r["error"])[:10]
+    assert t["params"]["wm"]["best_min"] == min(r["spec"]["wm"] for r in best)
+    assert "wm" in analysis.format_trends(t)
+    with pytest.raises(ValueError, match="RegNet samples"):
+        analysis.regnet_trends(_records("AnyNetXA", 5, 0))

@@ -70,6 +70,8 @@ def add_arguments(parser):
                              f"(every space grows together, so a stopped study is balanced and resumes), "
                              f"{STUDY['epochs']} epochs on {STUDY['train_split']} of the digits, error on "
                              f"{STUDY['eval_split']}; flags given explicitly override these")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: analyse the results already in --out-dir (e.g. a stopped study)")
     parser.add_argument("--alpha", type=float, default=0.01,
                         help="significance level of the verdicts (KS p-value; default 0.01)")
     sweep_cmd.add_sweep_arguments(parser, workers=DEMO_WORKERS, workers_note=": min(2, CPU cores)")
@@ -96,8 +98,6 @@ def run(args):
     """Run the sweeps, then the EDF report and the significance verdicts."""
     import dataclasses
 
-    from keras_regnet.commands import edf
-    from keras_regnet.design_space import analysis
     from keras_regnet.design_space.spaces import get_space
     from keras_regnet.design_space.sweep import load_proxy_data, run_sweep
 
@@ -115,16 +115,49 @@ def run(args):
     if len(spaces) < 2:
         raise ValueError(f"compare needs at least two design spaces, got {spaces}.")
     configs = [sweep_cmd.config_from_args(args, name) for name in spaces]
-    os.makedirs(args.out_dir, exist_ok=True)
-    data = load_proxy_data(configs[0])  # one data pipeline for every space (only the space differs)
     paths = [os.path.join(args.out_dir, f"{cfg.space}.jsonl") for cfg in configs]
-    for k, target in study_schedule(len(configs), args.samples, STUDY["round"] if args.study else None):
-        run_sweep(dataclasses.replace(configs[k], samples=target), paths[k], progress=not args.no_progress,
-                  data=data, workers=args.workers)
+    if args.report_only:
+        missing = [p for p in paths if not os.path.exists(p)]
+        if missing:
+            raise FileNotFoundError(f"--report-only: no results file {missing[0]}; run without --report-only first.")
+    else:
+        os.makedirs(args.out_dir, exist_ok=True)
+        data = load_proxy_data(configs[0])  # one data pipeline for every space (only the space differs)
+        for k, target in study_schedule(len(configs), args.samples, STUDY["round"] if args.study else None):
+            run_sweep(dataclasses.replace(configs[k], samples=target), paths[k], progress=not args.no_progress,
+                      data=data, workers=args.workers)
+    return report(paths, args.out_dir, args.alpha, study=args.study)
+
+
+def report(paths, out_dir, alpha=0.01, study=False):
+    """EDF, scatter and fit figures, the table and the verdicts; a study also writes summary.json (the numbers
+    it publishes, recomputable from the results files) and the RegNet trends figure."""
+    import json
+
+    from keras_regnet.commands import edf
+    from keras_regnet.design_space import analysis
+
     rows = edf.report(
-        paths, os.path.join(args.out_dir, "edf.png"), scatter=os.path.join(args.out_dir, "scatter.png"),
-        fit_plot=os.path.join(args.out_dir, "fit.png"),
+        paths, os.path.join(out_dir, "edf.png"), scatter=os.path.join(out_dir, "scatter.png"),
+        fit_plot=os.path.join(out_dir, "fit.png"),
     )
-    for line in analysis.verdicts(rows, alpha=args.alpha):
-        print(line)
+    if not study:
+        for line in analysis.verdicts(rows, alpha=alpha):
+            print(line)
+        return 0
+    from keras_regnet.design_space import plots
+
+    groups = analysis.load_groups(paths, log=lambda m: None)
+    summary = analysis.study_summary(groups, alpha=alpha)
+    print(analysis.format_study(summary))
+    tmp = os.path.join(out_dir, "summary.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, os.path.join(out_dir, "summary.json"))
+    regnet = [r for recs in groups.values() for r in recs if r.get("spec", {}).get("type") == "regnet"]
+    if len(regnet) >= 3:
+        plots.plot_trends(regnet, os.path.join(out_dir, "trends.png"))
+        print(analysis.format_trends(analysis.regnet_trends(regnet)))
+    print(f"wrote {os.path.join(out_dir, 'summary.json')}")
     return 0

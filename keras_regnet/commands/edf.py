@@ -59,6 +59,7 @@ def report(paths, out, scatter=None, fit_plot=None, confidence=0.95, resamples=1
     from keras_regnet.design_space import analysis, plots
 
     groups = analysis.load_groups(paths, log=lambda m: print(m, file=sys.stderr))
+    groups = analysis.merge_shards(groups, log=lambda m: print(m, file=sys.stderr))  # sweep --shard parts
     rows = analysis.compare_groups(groups, confidence=confidence, n_resamples=resamples)
     plots.plot_edf(groups, out)
     written = [out]

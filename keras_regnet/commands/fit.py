@@ -1,4 +1,5 @@
-"""``keras-regnet fit``: fit the quantized linear width model (w0, wa, wm) to AnyNet samples (paper's Figure 7)."""
+"""``keras-regnet fit``: fit the quantized linear width model (w0, wa, wm) to AnyNet samples (paper's Figure 7), or
+report a RegNet population's parameter trends (``--trends``, the paper's Figures 9-11)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ def add_arguments(parser):
 
     parser.add_argument("--top", type=positive_int, default=None,
                         help="only the N best models of each space (default: all)")
+    parser.add_argument("--trends", action="store_true",
+                        help="for RegNet results: how d, w0, wa, wm, g, b relate to error (rank correlation, slope, "
+                             "the best models' range; the paper's Figures 9-11); --top sets the best count (default: "
+                             "the best quarter)")
+    parser.add_argument("--plot", help="with --trends: also write the trends figure here (PNG)")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
 
 
@@ -29,6 +35,10 @@ def run(args):
 
     if bool(args.widths) == bool(args.results):
         raise ValueError("give either results files or --widths (not both, not neither).")
+    if args.plot and not args.trends:
+        raise ValueError("--plot draws the --trends figure; add --trends.")
+    if args.trends:
+        return _trends(args)
     if args.widths:
         fit = design.fit_quantized_linear(args.widths)
         print(json.dumps(fit) if args.json else
@@ -36,6 +46,7 @@ def run(args):
               f"(linear fit error {fit['linear_fit_error']:.4f})")
         return 0
     groups = analysis.load_groups(args.results, log=lambda m: print(m, file=sys.stderr))
+    groups = analysis.merge_shards(groups, log=lambda m: print(m, file=sys.stderr))  # sweep --shard parts
     from tqdm.auto import tqdm
 
     total = sum(min(len(v), args.top or len(v)) for v in groups.values())
@@ -59,4 +70,27 @@ def run(args):
                 tqdm.write(f"{label:<14}{str(r.get('index')):>6}{r['error']:>8.2f}{fit['w0']:>6}{fit['wa']:>8.2f}"
                            f"{fit['wm']:>7.3f}{fit['fit_error']:>9.4f}  {shape}", file=sys.stdout)
     bar.close()
+    return 0
+
+
+def _trends(args):
+    """Print (and plot) the RegNet trends of the merged results files."""
+    from keras_regnet.design_space import analysis
+
+    if args.widths:
+        raise ValueError("--trends reads results files, not --widths.")
+    groups = analysis.load_groups(args.results, log=lambda m: print(m, file=sys.stderr))
+    groups = analysis.merge_shards(groups, log=lambda m: print(m, file=sys.stderr))
+    records = [r for recs in groups.values() for r in recs]
+    trends = analysis.regnet_trends(records, top=args.top)
+    if args.plot:
+        from keras_regnet.design_space import plots
+
+        plots.plot_trends(records, args.plot, top=args.top)
+    if args.json:
+        print(json.dumps({k: v for k, v in trends.items() if k != "records"}))
+    else:
+        print(analysis.format_trends(trends))
+        if args.plot:
+            print(f"wrote {args.plot}")
     return 0

@@ -31,6 +31,12 @@ __all__ = [
     "trend_line",
     "verdict",
     "verdicts",
+    "regnet_trends",
+    "merge_shards",
+    "study_summary",
+    "format_study",
+    "format_trends",
+    "TREND_PARAMS",
     "METRICS",
 ]
 
@@ -125,6 +131,37 @@ def load_groups(paths, log=print) -> "collections.OrderedDict[str, list]":
             label = space if count[space] == 1 else f"{space} ({name})"
             groups.setdefault(label, []).append(r)
     return groups
+
+
+def merge_shards(groups, log=print) -> "collections.OrderedDict[str, list]":
+    """Merge the groups of :func:`load_groups` that are parts of one sweep: files of the same space whose records
+    share one seed and one set of sweep settings (``sweep --shard K/N`` on several machines, each shard writing
+    its own file). A sample present in several parts counts once. Other groups are returned unchanged."""
+    parts = collections.OrderedDict()
+    for label, recs in groups.items():
+        keys = {(r.get("space"), json.dumps(r.get("seed")), json.dumps(r.get("sweep"), sort_keys=True))
+                for r in recs if isinstance(r, dict)}
+        key = keys.pop() if len(keys) == 1 and isinstance(groups[label][0], dict) else ("label", label, "")
+        parts.setdefault(key, []).append(label)
+    spaces = collections.Counter(key[0] for key in parts)
+    out = collections.OrderedDict()
+    for key, labels in parts.items():
+        if len(labels) == 1:
+            out[labels[0]] = groups[labels[0]]
+            continue
+        merged, seen = [], set()
+        for label in labels:
+            for r in groups[label]:
+                i = r.get("index")
+                if i is not None and i in seen:
+                    continue
+                seen.add(i)
+                merged.append(r)
+        name = key[0] if spaces[key[0]] == 1 else f"{key[0]} (seed {json.loads(key[1])}, {len(labels)} files)"
+        log(f"note: {len(labels)} files hold parts of one {key[0]} sweep (same seed and settings), merged into "
+            f"{len(merged)} samples: {', '.join(labels)}")
+        out[name] = merged
+    return out
 
 
 def _settings(records) -> dict:
@@ -297,6 +334,56 @@ def verdicts(rows, alpha=0.01) -> list:
     return [verdict(dict(r, n_reference=ref["n"]), ref["space"], alpha) for r in rows[1:]]
 
 
+def study_summary(groups, alpha=0.01, confidence=0.95, n_resamples=10_000, seed=0) -> dict:
+    """The numbers a design-space study publishes, recomputable from its results files alone.
+
+    ``groups`` as :func:`load_groups` returns them, the reference first. ``spaces``: each space's summary with KS
+    and the bootstrap interval of the mean difference against the reference and the verdict (significant when the
+    KS p-value is below ``alpha`` and the interval excludes 0). ``steps``: each space against the one before it
+    (AnyNetXA -> XB -> XC: "no worse" unless the next space is significantly worse by that rule). ``trends``: the
+    RegNet trends (:func:`regnet_trends`) of the RegNet samples, when there are at least 3.
+    """
+    rows = compare_groups(groups, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    ref = rows[0]["space"]
+    spaces = []
+    for r in rows:
+        row = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
+        if "ks" in r:
+            row["significant"] = bool(r["p_value"] < alpha and (r["diff_low"] > 0 or r["diff_high"] < 0))
+            row["verdict"] = verdict(dict(r, n_reference=rows[0]["n"]), ref, alpha)
+        spaces.append(row)
+    steps = []
+    labels = list(groups)
+    anynet = [label for label in labels if str(label).startswith("AnyNetX")]
+    for prev, nxt in zip(anynet, anynet[1:]):  # the AnyNetX progression (XA -> XB -> XC ...)
+        ks = ks_test(groups[nxt], groups[prev])
+        boot = bootstrap_mean_difference(groups[nxt], groups[prev], confidence, n_resamples, seed)
+        worse = ks["p_value"] < alpha and boot["low"] > 0
+        better = ks["p_value"] < alpha and boot["high"] < 0
+        steps.append({
+            "from": prev, "to": nxt, "ks": round(ks["ks"], 6), "p_value": round(ks["p_value"], 6),
+            "mean_diff": round(boot["diff"], 6), "diff_low": round(boot["low"], 6), "diff_high": round(boot["high"], 6),
+            "outcome": "significantly better" if better else ("significantly worse" if worse else "no worse"),
+        })
+    records = [r for recs in groups.values() for r in recs if isinstance(r, dict)]
+    trends = None
+    if sum(1 for r in records if isinstance(r.get("spec"), dict) and r["spec"].get("type") == "regnet") >= 3:
+        t = regnet_trends(records)
+        trends = {k: v for k, v in t.items() if k != "records"}
+        trends = json.loads(json.dumps(trends, default=float), parse_float=lambda x: round(float(x), 6))
+    return {"alpha": alpha, "confidence": confidence, "n_resamples": n_resamples, "seed": seed, "reference": ref,
+            "spaces": spaces, "steps": steps, "trends": trends}
+
+
+def format_study(summary) -> str:
+    """A study summary as text: verdict per space against the reference, then each step of the progression."""
+    lines = [s["verdict"] for s in summary["spaces"] if "verdict" in s]
+    for st in summary["steps"]:
+        lines.append(f"{st['from']} -> {st['to']}: mean error {st['mean_diff']:+.2f} points "
+                     f"[{st['diff_low']:+.2f}, {st['diff_high']:+.2f}], KS p = {st['p_value']:.2g}: {st['outcome']}")
+    return "\n".join(lines)
+
+
 def block_widths(spec: dict) -> list:
     """Per-block widths of a spec (RegNet or AnyNet), after compatibility adjustment, first block first."""
     p = specs.params_from_dict(spec)
@@ -326,6 +413,96 @@ def design_metrics(record: dict) -> dict:
             b=sum(d * b for d, b in zip(p.depths, p.bottleneck_ratios)) / n,
         )
     return out
+
+
+# The RegNet parameters whose trends the paper reports (Figures 9-11): (key, axis label, log scale).
+TREND_PARAMS = (
+    ("d", "depth d", False),
+    ("w0", "initial width w0", True),
+    ("wa", "slope wa", True),
+    ("wm", "width multiplier wm", False),
+    ("g", "group width g", True),
+    ("b", "bottleneck ratio b", True),
+)
+TREND_SPEC_KEYS = {"d": "depth", "w0": "w0", "wa": "wa", "wm": "wm", "g": "group_width", "b": "bottleneck_ratio"}
+
+
+def regnet_trends(records, top=None) -> dict:
+    """The paper's Figure 9-11 analysis of one RegNet population: how d, w0, wa, wm, g, b relate to error.
+
+    ``top`` best models (default: the best quarter, at least 5) are the "good" region. For each parameter:
+    Spearman rank correlation with error over all models (and its p-value), the least-squares slope of error on
+    the parameter (on log2 of it for w0, wa, g, b: points of error per doubling), the median over all models and
+    the best models' median and range. ``relations``: the best models' median wa / w0 (the paper finds w0 ~ wa),
+    the rank correlation of w0 and wa among them, and their median stage count and flops.
+    Raises ValueError when the records hold fewer than 3 RegNet samples.
+    """
+    from scipy import stats
+
+    regnets = [r for r in records if isinstance(r, dict) and isinstance(r.get("spec"), dict)
+               and r["spec"].get("type") == "regnet" and "error" in r]
+    if len(regnets) < 3:
+        raise ValueError(f"trends need at least 3 RegNet samples (RegNetX/RegNetY sweeps), got {len(regnets)}.")
+    errs = _errors(regnets)
+    n = errs.size
+    if top is None:
+        top = max(5, int(round(n / 4)))
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}.")
+    top = min(int(top), n)
+    order = np.argsort(errs, kind="stable")
+    best = order[:top]
+    params = {}
+    for key, _, log_x in TREND_PARAMS:
+        x = np.asarray([r["spec"][TREND_SPEC_KEYS[key]] for r in regnets], float)
+        if np.unique(x).size > 1:
+            rho, p = stats.spearmanr(x, errs)
+            rho, p = float(rho), float(p)
+        else:
+            rho, p = 0.0, 1.0
+        t = np.log2(x) if log_x else x
+        slope = float(np.polyfit(t, errs, 1)[0]) if np.unique(t).size > 1 else 0.0
+        params[key] = {
+            "spearman": rho, "spearman_p": p, "slope": slope, "slope_per": "doubling" if log_x else "unit",
+            "median": float(np.median(x)), "best_median": float(np.median(x[best])),
+            "best_min": float(x[best].min()), "best_max": float(x[best].max()),
+        }
+    w0 = np.asarray([r["spec"]["w0"] for r in regnets], float)
+    wa = np.asarray([r["spec"]["wa"] for r in regnets], float)
+    stages = [len(specs.params_from_dict(r["spec"]).to_anynet().depths) for r in regnets]
+    rho_wa = stats.spearmanr(w0[best], wa[best])[0] if top > 2 and np.unique(w0[best]).size > 1 else math.nan
+    flops = np.asarray([r.get("flops", math.nan) for r in regnets], float)
+    relations = {
+        "best_wa_over_w0_median": float(np.median(wa[best] / w0[best])),
+        "wa_over_w0_median": float(np.median(wa / w0)),
+        "best_w0_wa_spearman": float(rho_wa),
+        "best_stages_median": float(np.median(np.asarray(stages)[best])),
+        "best_flops_median_M": float(np.nanmedian(flops[best]) / 1e6) if np.isfinite(flops[best]).any() else math.nan,
+    }
+    spaces = sorted({str(r.get("space", "RegNet")) for r in regnets})
+    return {
+        "space": "/".join(spaces), "n": int(n), "top": top, "best_indices": [int(i) for i in best],
+        "best_errors": [float(e) for e in errs[best]], "params": params, "relations": relations,
+        "records": regnets,
+    }
+
+
+def format_trends(trends) -> str:
+    """:func:`regnet_trends` as a text table, one parameter per line."""
+    head = (f"{trends['space']}: {trends['n']} models, best {trends['top']} (errors "
+            f"{min(trends['best_errors']):.2f}-{max(trends['best_errors']):.2f}%)")
+    cols = f"{'param':<6}{'spearman':>9}{'p':>9}{'slope':>9}  {'per':<9}{'median':>8}{'best median':>12}  best range"
+    lines = [head, cols, "-" * len(cols)]
+    for key, *_ in TREND_PARAMS:
+        t = trends["params"][key]
+        lines.append(f"{key:<6}{t['spearman']:>+9.2f}{t['spearman_p']:>9.2g}{t['slope']:>+9.2f}  {t['slope_per']:<9}"
+                     f"{t['median']:>8.4g}{t['best_median']:>12.4g}  [{t['best_min']:g}, {t['best_max']:g}]")
+    rel = trends["relations"]
+    lines.append(f"best models: median wa/w0 {rel['best_wa_over_w0_median']:.2f} (all: {rel['wa_over_w0_median']:.2f}), "
+                 f"w0-wa rank correlation {rel['best_w0_wa_spearman']:+.2f}, median {rel['best_stages_median']:g} "
+                 f"stages, median {rel['best_flops_median_M']:.3g} MF")
+    lines.append("slope: error points per unit (d, wm) or per doubling (w0, wa, g, b); negative = larger is better")
+    return "\n".join(lines)
 
 
 def trend_line(x, y, log_x=False):
