@@ -112,7 +112,8 @@ def add_arguments(parser):
                         help=f"design space: {', '.join(SPACES)}")
     parser.add_argument("--out", required=True, help="results file (JSON lines), appended to and resumed from")
     parser.add_argument("--shard", type=_shard, metavar="K/N",
-                        help="train only samples i with i %% N == K (one process per GPU sharing one --out)")
+                        help="train only samples i with i %% N == K: one process per GPU or machine, sharing one --out "
+                             "or each writing its own (edf and fit merge the files of one sweep)")
     parser.add_argument("--release-claims", action="store_true",
                         help="remove every claim on --out (say who held them) and exit without training: for claims "
                              "of processes, containers or hosts that are gone and that should not wait until they "
