@@ -423,3 +423,18 @@ def test_regnet_trends_recover_a_planted_relation():
     assert "wm" in analysis.format_trends(t)
     with pytest.raises(ValueError, match="RegNet samples"):
         analysis.regnet_trends(_records("AnyNetXA", 5, 0))
+
+
+def test_results_of_an_older_sampler_are_refused_with_the_reason(tmp_path, monkeypatch):
+    out = tmp_path / "rx.jsonl"
+    monkeypatch.setattr(sweep, "train_proxy", _fake_train([]))
+    sweep.run_sweep(sweep.SweepConfig(**dict(CFG, samples=2)), out, progress=False, data=_fake_data(),
+                    log=lambda *a: None)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    out.write_text("".join(json.dumps(dict(r, sampler_version=2)) + "\n" for r in lines))
+    with pytest.raises(sweep.SweepMismatchError, match=r"sampler version 2 and this is version 3.*merged or skipped"):
+        sweep.run_sweep(sweep.SweepConfig(**dict(CFG, samples=3)), out, progress=False, data=_fake_data(),
+                        log=lambda *a: None)
+    assert len(out.read_text().splitlines()) == 2  # nothing appended
+    # The records stay readable by the analysis.
+    assert len(analysis.load_groups([out], log=lambda m: None)["RegNetX"]) == 2

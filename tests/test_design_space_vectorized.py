@@ -164,3 +164,18 @@ def test_closed_form_stage_count_equals_the_per_block_count():
     assert np.array_equal(count[sure], starts[sure].sum(axis=1))
     for i in np.flatnonzero(sure)[:300]:  # and the scalar generator agrees
         assert count[i] == len(design.generate_regnet(int(w0[i]), float(wa[i]), float(wm[i]), int(d[i]))[0])
+
+
+def test_stage_counts_give_pycls_total_stages():
+    rng = np.random.default_rng(7)
+    space = get_space("RegNetX")
+    d, w0, wa, wm, _, _ = space.draw_parameters(rng, 20_000)
+    count, total, unsure = vectorized.regnet_stage_counts(d, w0, wa, wm)
+    starts, _, tie, total_b = vectorized.regnet_stages(d, w0, wa, wm, 63, return_total=True)
+    sure = ~unsure & ~tie
+    assert sure.mean() > 0.99
+    assert np.array_equal(total[sure], total_b[sure])
+    assert np.all(starts[sure].sum(axis=1) <= count[sure]) and np.all(count[sure] <= total[sure])
+    for i in np.flatnonzero(sure)[:300]:
+        u = np.arange(int(d[i])) * float(wa[i]) + int(w0[i])
+        assert total[i] == np.round(np.log(u / int(w0[i])) / np.log(float(wm[i]))).max() + 1
