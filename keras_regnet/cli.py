@@ -45,7 +45,7 @@ _WEIGHT_FILE_SUFFIXES = (".h5", ".keras", ".safetensors", ".pyth", ".pth", ".pt"
 
 
 def _image_paths(values):
-    """predict/explain IMAGE...: each an existing image file or folder (keras_regnet.commands.predict.find_images)."""
+    """predict/explain IMAGE...: each an existing image file or folder (keras_regnet.classify.find_images)."""
     for path in values or ():
         if not os.path.exists(path):
             raise FileNotFoundError(f"image {path!r} does not exist.")
@@ -155,7 +155,8 @@ PRECHECKS = {
                              "weights": _weights_file}),
     "edf": (("matplotlib", "scipy"), {"results": _existing_file(
         "results file", "; run `keras-regnet sweep --out {path}` first")}),
-    "fit": ((), {"results": _existing_file("results file", "; run `keras-regnet sweep --out {path}` first")}),
+    "fit": (lambda args: ["matplotlib"] if getattr(args, "plot", None) else [],
+            {"results": _existing_file("results file", "; run `keras-regnet sweep --out {path}` first")}),
     "push": ((), {"model": _model_source, "repo": _hub_repo, "weights": _weights_file}),
     "preset": ((), {"name": _model_source}),
 }

@@ -20,7 +20,8 @@ import keras
 from keras_regnet import saving, specs
 from keras_regnet.blocks import Builder, FeatureInfo, LayerRole  # noqa: F401  (FeatureInfo, LayerRole re-exported)
 from keras_regnet.complexity import complexity
-from keras_regnet.preprocessing import IMAGENET_MEAN, IMAGENET_STD, normalization_constants
+from keras_regnet.plan import build_plan
+from keras_regnet.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "RegNetModel", "find_regnet", "find_regnets", "MIN_INPUT_SIZE", "MAX_PARAMS", "DEFAULT_EVAL", "base_pretrained_cfg",
@@ -137,41 +138,13 @@ class RegNetModel(keras.Model):
             self.pretrained_cfg = pretrained_cfg
             return
         params, named = specs.resolve(spec)
-        arch = arch or named
-        if arch is not None:
-            arch = specs.canonical_name(arch)
+        arch = specs.canonical_name(arch or named) if (arch or named) is not None else None
         data_format = data_format or keras.config.image_data_format()
-        if features is not None:
-            if include_top:
-                raise ValueError("features= makes a feature extractor: pass include_top=False with it.")
-            features = [features] if isinstance(features, str) else list(features)
-            if not features:
-                raise ValueError("features must name at least one stage or layer.")
-        check_head(pooling, classes, classifier_activation, head_dropout)
-        padding = padding or "symmetric"
-        normalization = normalization or "imagenet"
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"normalization must be 'imagenet' (mean/std) or 'unit' ([0, 1] only), got {normalization!r}."
-            )
-        anynet = params.to_anynet() if isinstance(params, specs.RegNetParams) else params
-        check_size(anynet)
+        features, padding, normalization = _check_options(include_top, pooling, classes, classifier_activation,
+                                                          head_dropout, features, padding, normalization)
+        check_size(params.to_anynet() if isinstance(params, specs.RegNetParams) else params)
         shape = validate_input_shape(input_shape, include_top, pretrained=False, data_format=data_format)
-
-        if input_tensor is None:
-            img_input = keras.Input(shape=shape, name="image")
-        elif not keras.backend.is_keras_tensor(input_tensor):
-            img_input = keras.Input(tensor=input_tensor, shape=shape, name="image")
-        else:
-            img_input = input_tensor
-        builder = Builder(padding, data_format)
-        outputs = _build_graph(builder, img_input, anynet, include_top, pooling, classes, classifier_activation,
-                               include_preprocessing, normalization, head_dropout, features)
-        inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-        if isinstance(inputs, list) and len(inputs) == 1:
-            inputs = inputs[0]
-        super().__init__(inputs=inputs, outputs=outputs, name=name or default_name(arch, params), **kwargs)
-
+        img_input = _image_input(input_tensor, shape)
         options = {
             "include_top": bool(include_top),
             "input_shape": list(img_input.shape[1:]),
@@ -186,11 +159,21 @@ class RegNetModel(keras.Model):
             "arch": arch,
             "data_format": data_format,  # from_config rebuilds in this format, whatever the global setting
         }
+        channels = img_input.shape[1 if data_format == "channels_first" else -1]
+        plan = build_plan(params, input_channels=int(channels),
+                          **{k: v for k, v in options.items() if k not in ("input_shape", "arch")})
+        builder = Builder.for_plan(plan)
+        out = builder.build(plan, img_input)
+        outputs = _feature_outputs(builder, features) if features is not None else out
+        inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
+        if isinstance(inputs, list) and len(inputs) == 1:
+            inputs = inputs[0]
+        super().__init__(inputs=inputs, outputs=outputs, name=name or default_name(arch, params), **kwargs)
         self._set_record(params, options, builder.roles, builder.stages, builder.stage_tensors)
+        object.__setattr__(self, "_plan", plan)
         self.pretrained_cfg = pretrained_cfg if pretrained_cfg is not None else base_pretrained_cfg(self)
-        if frozen_layers:
-            for layer_name in frozen_layers:
-                self.get_layer(layer_name).trainable = False
+        for layer_name in frozen_layers or ():
+            self.get_layer(layer_name).trainable = False
 
     # ------------------------------------------------------------------------------------------ record & config
 
@@ -213,6 +196,13 @@ class RegNetModel(keras.Model):
         """The spec as per-stage AnyNetParams (a RegNet's generated, group-compatible stages)."""
         spec = self._spec
         return spec.to_anynet() if isinstance(spec, specs.RegNetParams) else spec
+
+    @property
+    def layer_plan(self):
+        """The :class:`keras_regnet.plan.LayerPlan` the model was built from (every layer with its name, stage,
+        block, role, kind, channels, kernel, stride, groups, bias); None for a model derived from another one
+        (a feature extractor or a new head sharing its layers: rebuild it from its config for a plan)."""
+        return getattr(self, "_plan", None)
 
     @property
     def build_options(self):
@@ -350,30 +340,31 @@ class RegNetModel(keras.Model):
         return RegNetModel(self._spec, name=name, pretrained_cfg=cfg, _derived=(inputs, outputs, record))
 
 
-def _build_graph(builder, x, anynet, include_top, pooling, classes, classifier_activation, include_preprocessing,
-                 normalization, head_dropout, features):
-    """Create the layers in order (preprocessing, stem, stages, head) and return the output(s)."""
-    if include_preprocessing:
-        if normalization == "unit":
-            scale, offset = 1.0 / 255.0, 0.0
-        else:
-            channels = int(x.shape[builder.axis])
-            scale, offset = normalization_constants(channels)
-        x = builder.preprocessing(x, scale, offset)
-    x = builder.stem(x, anynet.stem_width, anynet.stem)
-    w_in = anynet.stem_width
-    for i, (d, w, b, g) in enumerate(
-        zip(anynet.depths, anynet.widths, anynet.bottleneck_ratios, anynet.group_widths)
-    ):
-        x = builder.stage(x, i + 1, w_in, d, w, b, g, anynet.se_ratio)
-        w_in = w
+def _check_options(include_top, pooling, classes, classifier_activation, head_dropout, features, padding,
+                   normalization):
+    """The model's options checked, with defaults: ``(features as a list or None, padding, normalization)``."""
     if features is not None:
-        return _feature_outputs(builder, features)
-    if include_top:
-        return builder.head(x, classes, classifier_activation, head_dropout)
-    if pooling:
-        return builder.pool(x, pooling)
-    return x
+        if include_top:
+            raise ValueError("features= makes a feature extractor: pass include_top=False with it.")
+        features = [features] if isinstance(features, str) else list(features)
+        if not features:
+            raise ValueError("features must name at least one stage or layer.")
+    check_head(pooling, classes, classifier_activation, head_dropout)
+    normalization = normalization or "imagenet"
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"normalization must be 'imagenet' (mean/std) or 'unit' ([0, 1] only), got {normalization!r}."
+        )
+    return features, padding or "symmetric", normalization
+
+
+def _image_input(input_tensor, shape):
+    """The model's image input: a new ``keras.Input``, one wrapping a backend tensor, or the given Keras tensor."""
+    if input_tensor is None:
+        return keras.Input(shape=shape, name="image")
+    if not keras.backend.is_keras_tensor(input_tensor):
+        return keras.Input(tensor=input_tensor, shape=shape, name="image")
+    return input_tensor
 
 
 def _feature_outputs(builder, features):

@@ -14,6 +14,7 @@ import re
 
 from keras_regnet import specs
 from keras_regnet.model import DEFAULT_EVAL, base_pretrained_cfg, find_regnet, static_size
+from keras_regnet.preprocessing import imagenet_class_index
 from keras_regnet.weights.registry import get_weights_info, is_registry_weights, weights_for_tag
 
 __all__ = [
@@ -127,8 +128,6 @@ def class_names(model):
     if names is not None and (n is None or len(names) == n):
         return list(names)
     if n == 1000:
-        from keras_regnet.preprocessing import imagenet_class_index  # reads a JSON file: only when needed
-
         index = imagenet_class_index()
         return [index[i][1] for i in range(1000)]
     return [f"class_{i}" for i in range(n or 0)]

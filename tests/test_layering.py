@@ -18,7 +18,7 @@ LAYERS = {
     "keras_regnet.weights": 3, "keras_regnet.pretrained": 3, "keras_regnet.models": 3, "keras_regnet.loading": 3,
     "keras_regnet.hub": 3,
     # 4. tools
-    "keras_regnet.features": 4, "keras_regnet.transfer": 4, "keras_regnet.inference": 4,
+    "keras_regnet.features": 4, "keras_regnet.classify": 4, "keras_regnet.transfer": 4, "keras_regnet.inference": 4,
     "keras_regnet.explanations": 4, "keras_regnet.export": 4, "keras_regnet.datasets": 4,
     "keras_regnet.training": 4, "keras_regnet.design_space": 4,
     # 5. the command line

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from keras_regnet.commands.predict import add_eval_transform_arguments, find_images, load_for_inference, load_image
+from keras_regnet.classify import find_images, load_image
+from keras_regnet.commands.predict import add_eval_transform_arguments, load_for_inference
 
 
 def add_arguments(parser):
