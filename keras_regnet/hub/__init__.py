@@ -17,7 +17,8 @@ import os
 from keras_regnet.hub.uri import HubURI, PresetDownloadError, PresetError, is_hub_uri, parse_hub_uri
 
 __all__ = ["save_to_preset", "load_preset", "upload_preset", "resolve_preset", "is_preset", "is_hub_uri",
-           "parse_hub_uri", "HubURI", "PresetError", "PresetDownloadError", "PresetUploadError", "keras_hub_classes"]
+           "parse_hub_uri", "HubURI", "PresetError", "PresetDownloadError", "PresetUploadError", "keras_hub_classes",
+           "load_backbone"]
 
 
 def __getattr__(name):
@@ -87,3 +88,21 @@ def keras_hub_classes():
     from keras_regnet.hub import keras_hub_models
 
     return keras_hub_models
+
+
+def load_backbone(source, input_shape=None):
+    """The backbone (no head, no pooling) of preset ``source`` with its weights, built for ``input_shape`` (e.g. a
+    fine-tuning resolution; default: the preset's): what fine-tuning from a preset starts from."""
+    from keras_regnet.hub._backbone import backbone_config, copy_weights
+    from keras_regnet.model import RegNetModel, find_regnet
+
+    loaded = load_preset(source)
+    regnet = find_regnet(loaded)
+    cfg = backbone_config(regnet)
+    shape = tuple(input_shape) if input_shape is not None else tuple(cfg["image_shape"])
+    cfg.pop("image_shape")
+    spec = cfg.pop("spec")
+    cfg["frozen_layers"] = None  # fine-tuning decides what is frozen
+    backbone = RegNetModel(spec, include_top=False, pooling=None, input_shape=shape, name=regnet.name, **cfg)
+    copy_weights(regnet, backbone, skip_missing=True)
+    return backbone

@@ -32,6 +32,10 @@ class TrainResult:
 
 
 def _model_label(model):
+    from keras_regnet.hub import is_preset
+
+    if isinstance(model, str) and is_preset(model):  # hf://owner/name or a preset folder: its name
+        return model.rstrip("/").split("@")[0].replace("\\", "/").split("/")[-1] or "preset"
     if isinstance(model, str):
         return model.replace("-", "").replace(".", "_")
     return "custom"
@@ -45,6 +49,13 @@ def _check_model(model):
         return
     if not isinstance(model, str):
         raise ValueError(f"model must be a paper model name or a spec dict, got {type(model).__name__}.")
+    from keras_regnet.hub import is_hub_uri, is_preset, parse_hub_uri
+
+    if is_hub_uri(model):
+        parse_hub_uri(model)  # fine-tune from a preset on the Hub: a bad URI fails here
+        return
+    if is_preset(model):  # a preset folder
+        return
     try:
         specs.canonical_name(model)
     except (KeyError, ValueError):
@@ -66,6 +77,20 @@ def build_training_model(config, num_classes):
 
     shape = (config.image_size, config.image_size, 3)
     model = config.model
+    from keras_regnet.hub import is_preset
+
+    if isinstance(model, str) and is_preset(model):
+        # fine-tune from a preset (a folder or hf://owner/name): its backbone and weights, a new head
+        from keras_regnet.hub import load_backbone
+        from keras_regnet.transfer import freeze_until, replace_head
+
+        if not _no_weights(config.weights) and config.weights != "imagenet":  # 'imagenet': the finetune default
+            raise ValueError(f"--weights {config.weights!r} cannot be given with the preset {model!r}: it holds its "
+                             "own weights.")
+        built = replace_head(load_backbone(model, input_shape=shape), num_classes, dropout=config.dropout)
+        if config.freeze_until:
+            freeze_until(built, config.freeze_until)
+        return built
     if not _no_weights(config.weights):
         from keras_regnet.transfer import transfer_model
 
