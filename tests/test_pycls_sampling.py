@@ -148,6 +148,12 @@ def test_regnet_marginals_match_pycls_sampler(ranges, pycls_ranges):
 # ------------------------------------------------------------------------------------------------ AnyNet
 
 
+def _log_uniform_rows(rs, low, high, q, size):
+    """pycls's log_uniform for integer q, many values at once (the same formula as _log_uniform)."""
+    f = np.exp(-rs.uniform(-np.log(high), -np.log(low - min(q, low / 2)), size=size))
+    return (np.ceil(f / q) * q).astype(int)
+
+
 def _anynet_reference(name, n, seed):
     """The paper's AnyNetX rules with pycls's samplers: per stage d log_uniform(1, 16, 1), w log_uniform(8, 1024,
     8), b = 1 / power2_uniform(1/4, 1), g power2_uniform(1, 32, 1); XB/XC share b / b and g; XD/XE reject rows
@@ -155,20 +161,24 @@ def _anynet_reference(name, n, seed):
     rs = np.random.RandomState(seed)
     out = []
     while len(out) < n:
-        ds = [int(_log_uniform(rs, 1, 16, 1)) for _ in range(4)]
-        ws = [int(_log_uniform(rs, 8, 1024, 8)) for _ in range(4)]
-        if name in ("AnyNetXD", "AnyNetXE") and ws != sorted(ws):
-            continue
-        if name == "AnyNetXE" and ds != sorted(ds):
-            continue
-        bs = [1 / _power2_uniform(rs, 0.25, 1.0, 1 / 128) for _ in range(4)]
-        gs = [int(_power2_uniform(rs, 1, 32, 1)) for _ in range(4)]
-        if name != "AnyNetXA":
-            bs = [bs[0]] * 4
-        if name not in ("AnyNetXA", "AnyNetXB"):
-            gs = [gs[0]] * 4
-        ws, bs, gs = design.adjust_block_compatibility(ws, bs, gs)
-        out.append((ds, ws, bs, gs))
+        ds = _log_uniform_rows(rs, 1, 16, 1, (20_000, 4))
+        ws = _log_uniform_rows(rs, 8, 1024, 8, (20_000, 4))
+        ok = np.ones(len(ds), bool)
+        if name in ("AnyNetXD", "AnyNetXE"):
+            ok &= np.all(np.diff(ws, axis=1) >= 0, axis=1)
+        if name == "AnyNetXE":
+            ok &= np.all(np.diff(ds, axis=1) >= 0, axis=1)
+        for d, w in zip(ds[ok], ws[ok]):
+            bs = [1 / _power2_uniform(rs, 0.25, 1.0, 1 / 128) for _ in range(4)]
+            gs = [int(_power2_uniform(rs, 1, 32, 1)) for _ in range(4)]
+            if name != "AnyNetXA":
+                bs = [bs[0]] * 4
+            if name not in ("AnyNetXA", "AnyNetXB"):
+                gs = [gs[0]] * 4
+            w, bs, gs = design.adjust_block_compatibility(w.tolist(), bs, gs)
+            out.append((d.tolist(), w, bs, gs))
+            if len(out) == n:
+                break
     return out
 
 
