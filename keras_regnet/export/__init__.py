@@ -18,7 +18,7 @@ export is built in a hidden staging directory and renamed to the next free versi
 complete (a model directory this export created is removed again on failure). Exported graphs have their
 BatchNorms folded into the convs (:func:`fold_batchnorm`).
 
-The model describes itself: class names for ``top_k_labels`` come from :func:`keras_regnet.models.class_names`
+The model describes itself: class names for ``top_k_labels`` come from :func:`keras_regnet.pretrained.class_names`
 and the bytes signature's eval transform from :func:`keras_regnet.pretrained.eval_config` (both read the model's
 ``pretrained_cfg``; options override them).
 """
@@ -120,7 +120,7 @@ class ExportOptions:
         min_agreement: smallest accepted top-1 agreement of each TFLite/ONNX file with the Keras model (0-1), on
             the verification images where the Keras model is decisive.
         top_k: how many classes ``top_k_classes`` / ``top_k_scores`` / ``top_k_labels`` return.
-        labels: class names for ``top_k_labels``; None: the model's own (:func:`keras_regnet.models.class_names`).
+        labels: class names for ``top_k_labels``; None: the model's own (:func:`keras_regnet.pretrained.class_names`).
         fold_bn: fold BatchNorm into convs in the exported graphs.
         latency_threads, latency_runs: TFLite latency measurement (batch 1).
         progress: print a progress bar.
@@ -186,7 +186,7 @@ def _model_eval_config(model):
 
 
 def _model_class_names(model, classes):
-    """The model's own class names (``keras_regnet.models.class_names``), ImageNet names for 1000 classes, else None."""
+    """The model's own class names (``keras_regnet.pretrained.class_names``), ImageNet names for 1000 classes, else None."""
     try:
         names = class_names(model)
     except (AttributeError, TypeError, ValueError, KeyError):
