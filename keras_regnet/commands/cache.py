@@ -50,7 +50,7 @@ def run(args):
         return 0
     if args.action == "list":
         rows = download.cache_entries(args.target)
-        print(f"# weights cache: {download.cache_root()} ; Hub cache: {download.hf_cache_dir()}")
+        print(f"# weights cache: {download.cache_root(create=False)} ; Hub cache: {download.hf_cache_dir()}")
         if not rows:
             print("nothing cached" + (f" for {args.target}" if args.target else "") + ".")
             return 0

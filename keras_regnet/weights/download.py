@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 
 from keras_regnet.errors import (  # noqa: F401  (raised here, and importable from here as before)
     WeightsDownloadError,
@@ -46,6 +47,8 @@ __all__ = [
     "WeightsIntegrityError",
     "WeightsValidationError",
     "WeightsStoreError",
+    "DownloadTooLargeError",
+    "max_file_bytes",
     "cache_root",
     "fetch",
     "sha256_of",
@@ -62,12 +65,40 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 REPAIR = "keras-regnet cache clear"
 
 
-def cache_root():
-    """``$KERAS_HOME/models/keras_regnet`` (default ``~/.keras/models/keras_regnet``): converted weights + sha256 record."""
+def cache_root(create=True):
+    """``$KERAS_HOME/models/keras_regnet`` (default ``~/.keras/models/keras_regnet``): converted weights + sha256 record.
+
+    Created unless ``create=False`` (listing and verifying create nothing). A ``KERAS_HOME`` that cannot hold the
+    folder (a file, no permission, a read-only disk) is one OSError naming the variable and what to do.
+    """
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     path = os.path.join(home, "models", "keras_regnet")
-    os.makedirs(path, exist_ok=True)
+    try:
+        if create:
+            os.makedirs(path, exist_ok=True)
+        else:
+            _check_readable_folder(path)
+    except OSError as e:
+        where = f"KERAS_HOME={home!r}" if os.environ.get("KERAS_HOME") else f"the default Keras folder {home!r}"
+        raise OSError(f"{where} cannot hold the weights cache {path!r} ({e.strerror or e}); set KERAS_HOME to a "
+                      "writable folder (or unset it to use ~/.keras).") from None
     return path
+
+
+def _check_readable_folder(path):
+    """Raise the OSError that using ``path`` as a folder would meet (absent is fine: nothing is cached)."""
+    probe = path
+    while probe and not os.path.lexists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return
+        probe = parent
+    if probe != path and not os.path.isdir(probe):
+        raise NotADirectoryError(20, "Not a directory", probe)
+    if probe == path:
+        if not os.path.isdir(path):
+            raise NotADirectoryError(20, "Not a directory", path)
+        os.listdir(path)  # permission
 
 
 def converted_path(info, include_top):
@@ -75,7 +106,7 @@ def converted_path(info, include_top):
     from keras_regnet.specs import timm_arch
 
     name = f"{timm_arch(info['model'])}.{info['tag']}{'' if include_top else '.notop'}.weights.h5"
-    return os.path.join(cache_root(), "converted", name)
+    return os.path.join(cache_root(create=False), "converted", name)
 
 
 def offline():
@@ -98,8 +129,8 @@ def _now():
 
 # ------------------------------------------------------------------------------------------------ the sha256 store
 
-def _record_path():
-    return os.path.join(cache_root(), "sha256.json")
+def _record_path(create=True):
+    return os.path.join(cache_root(create), "sha256.json")
 
 
 @contextlib.contextmanager
@@ -132,7 +163,7 @@ def _store_error(path, what):
 
 def _read_records():
     """The store's ``{key: {"sha256", "size", "first_seen", ...}}``; ``{}`` when absent; loud when damaged."""
-    path = _record_path()
+    path = _record_path(create=False)
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -353,6 +384,145 @@ def _supports(function, parameter):
         return False
 
 
+# ------------------------------------------------------------------------------------------------ bounded downloads
+
+# Largest file a registry entry may download: its float32 parameters, 25% slack for batch-norm statistics and
+# layouts, plus 16 MiB for headers (RegNetX-200MF: ~30 MB; RegNetY-128GF: ~3.2 GB).
+_SLACK, _HEADER_BYTES = 1.25, 16 << 20
+# At most this much of huggingface_hub's /api/agent-harnesses answer is read (it is a few KB).
+_AGENT_REGISTRY_MAX_BYTES = 1 << 20
+_cap = threading.local()
+
+
+class DownloadTooLargeError(WeightsDownloadError):
+    """A server sent more bytes than the file can have; the partial file was deleted."""
+
+
+def max_file_bytes(model):
+    """The most bytes a weights file of ``model`` can have (from its parameter count)."""
+    from keras_regnet import specs
+
+    params = specs.PAPER_FIGURES[specs.canonical_name(model)][1]
+    return int(params * 4 * _SLACK) + _HEADER_BYTES
+
+
+class _CappedFile:
+    """A file object that refuses (raises :class:`DownloadTooLargeError`) a write past ``limit`` bytes."""
+
+    def __init__(self, f, limit, url):
+        self._f, self._limit, self._url = f, limit, url
+        self._start = f.tell()
+
+    def write(self, data):
+        if self._f.tell() - self._start + len(data) > self._limit:
+            raise DownloadTooLargeError(f"more than the expected {self._limit} bytes")
+        return self._f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+@contextlib.contextmanager
+def _capped(limit, url):
+    """While active (in this thread), huggingface_hub's ``http_get`` writes through a :class:`_CappedFile`."""
+    from huggingface_hub import file_download
+
+    original = file_download.http_get
+    if not getattr(original, "_keras_regnet_capped", False):
+        def http_get(url_, temp_file, *args, **kwargs):
+            limit_ = getattr(_cap, "limit", None)
+            if limit_ is not None and not isinstance(temp_file, _CappedFile):
+                temp_file = _CappedFile(temp_file, limit_, url_)
+            return original(url_, temp_file, *args, **kwargs)
+
+        http_get._keras_regnet_capped = True
+        http_get.__wrapped__ = original
+        file_download.http_get = http_get  # installed once; a pass-through outside _capped()
+    _cap.limit = limit
+    try:
+        yield
+    finally:
+        _cap.limit = None
+
+
+def _bound_agent_registry():
+    """Resolve huggingface_hub's agent-harness registry (read when it builds request headers) with a bounded read.
+
+    huggingface_hub >= 1.x asks ``{endpoint}/api/agent-harnesses`` once a day (unless ``HF_HUB_DISABLE_TELEMETRY``
+    or ``HF_HUB_OFFLINE``) and reads the answer whole into memory; a hostile mirror can stream gigabytes. Here the
+    same request is made first, reading at most 1 MiB within a few seconds, and its result (or "none", as
+    huggingface_hub does on failure) is handed to huggingface_hub, which then makes no request of its own.
+    A no-op for versions without that registry.
+    """
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import _detect_agent
+    except ImportError:
+        return
+    if getattr(_detect_agent, "_registry", "absent") is not None or not hasattr(_detect_agent, "_load_registry"):
+        return  # already resolved in this process, or a version without it
+    if constants.HF_HUB_DISABLE_TELEMETRY:
+        return  # never requested
+    if offline():  # HF_HUB_OFFLINE set after huggingface_hub was imported: it would still ask
+        _detect_agent._registry = dict(_detect_agent._EMPTY_REGISTRY)
+        return
+    path = getattr(constants, "AGENT_HARNESSES_PATH", None)
+    try:
+        cached = _detect_agent._read_cached_registry(path, max_age=_detect_agent._REGISTRY_TTL_SECONDS)
+    except Exception:  # noqa: BLE001 - private API of another version
+        cached = None
+    if cached:
+        return  # huggingface_hub uses the file and asks nothing
+    registry = None
+    if not constants.HF_HUB_OFFLINE:
+        registry = _fetch_bounded_json(f"{constants.ENDPOINT}/api/agent-harnesses", _AGENT_REGISTRY_MAX_BYTES,
+                                       timeout=3)
+    if isinstance(registry, dict):
+        with contextlib.suppress(Exception):
+            _detect_agent._write_cached_registry(path, registry)
+    else:
+        with contextlib.suppress(Exception):
+            registry = _detect_agent._read_cached_registry(path, max_age=None)  # a stale copy, as upstream
+    _detect_agent._registry = registry if isinstance(registry, dict) else dict(_detect_agent._EMPTY_REGISTRY)
+
+
+def _fetch_bounded_json(url, max_bytes, timeout):
+    """GET ``url`` and parse JSON, reading at most ``max_bytes`` within about ``timeout`` seconds; None on any
+    failure (too big, too slow, not JSON)."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - the Hub endpoint in effect
+            data = b""
+            while len(data) <= max_bytes and time.monotonic() < deadline:
+                block = response.read(64 << 10)
+                if not block:
+                    return json.loads(data.decode("utf-8"))
+                data += block
+            return None
+    except Exception:  # noqa: BLE001 - best effort, like huggingface_hub's own fetch
+        return None
+
+
+def _etag_timeout():
+    """``HF_HUB_ETAG_TIMEOUT`` in seconds (default 10); a value that is not a positive number is refused by name."""
+    import math
+
+    text = os.environ.get("HF_HUB_ETAG_TIMEOUT")
+    if not text:
+        return 10.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"HF_HUB_ETAG_TIMEOUT must be a number of seconds > 0, got {text!r}; set it to e.g. 10 "
+                         "or unset it.")
+    return value
+
+
 def _fetch_hf(info):
     from huggingface_hub import get_hf_file_metadata, hf_hub_download
 
@@ -366,13 +536,14 @@ def _fetch_hf(info):
     if os.environ.get("HF_ENDPOINT") and _supports(hf_hub_download, "endpoint"):
         kwargs["endpoint"] = os.environ["HF_ENDPOINT"]
     url = _hf_url(info)
+    _bound_agent_registry()  # before any huggingface_hub call: building its request headers may ask for it
     try:
         # A cached copy is used without any network access: its sha256 is checked against its blob name and pin.
         return hf_hub_download(**kwargs, local_files_only=True), None
     except LocalEntryNotFoundError:
         if offline():
             raise _unavailable(info, url, "it is not in the cache and HF_HUB_OFFLINE is set") from None
-    timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or 10)
+    timeout = _etag_timeout()
     meta_kwargs = {"timeout": timeout}
     if "endpoint" in kwargs and _supports(get_hf_file_metadata, "endpoint"):
         meta_kwargs["endpoint"] = kwargs["endpoint"]
@@ -382,11 +553,33 @@ def _fetch_hf(info):
         # One metadata request without retries first: hf_hub_download retries network errors with back-off for
         # ~25 s, but with no network (or a dead mirror) the user should hear so within seconds.
         meta = get_hf_file_metadata(url, **meta_kwargs)
-        return hf_hub_download(**kwargs, etag_timeout=timeout), meta
+        limit, declared = max_file_bytes(info["model"]), getattr(meta, "size", None)
+        if isinstance(declared, int) and declared > limit:
+            raise _too_large(info, url, f"the server says the file has {declared} bytes, larger than any "
+                                        f"{info['model']} weights file can be ({limit} bytes)")
+        if isinstance(declared, int) and declared > 0:
+            limit = declared
+        # The body is cut (and the partial file deleted) past the declared size: an endless body cannot fill the
+        # disk. (Files served through Xet storage are written by hf_xet, outside this cap.)
+        with _capped(limit, url):
+            return hf_hub_download(**kwargs, etag_timeout=timeout), meta
+    except DownloadTooLargeError as e:
+        if "download was deleted" in str(e):
+            raise
+        raise _too_large(info, url, f"the server sent {e}") from None
     except (EntryNotFoundError, RepositoryNotFoundError) as e:
         raise _unavailable(info, url, f"the server has no such file ({type(e).__name__})") from None
     except Exception as e:  # network errors come as requests/httpx/OSError types depending on the hub version
         raise _unavailable(info, url, f"download failed ({_describe(e)})") from None
+
+
+def _too_large(info, url, what):
+    mirror = f" (HF_ENDPOINT={os.environ['HF_ENDPOINT']})" if os.environ.get("HF_ENDPOINT") else ""
+    return DownloadTooLargeError(
+        f"cannot get the {info['model']} weights {info['weights']!r} from {url}: {what}; the download was deleted "
+        f"and nothing was kept. The server{mirror} is not serving this file correctly: retry later, use another "
+        "mirror (HF_ENDPOINT), or download the file where it is served correctly and pass its path as weights=."
+    )
 
 
 def _fetch_url(info, include_top):
@@ -405,7 +598,7 @@ def _fetch_url(info, include_top):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".incomplete")
     try:
         with os.fdopen(fd, "wb") as f:
-            http_get(url, f)
+            http_get(url, _CappedFile(f, max_file_bytes(info["model"]), url))  # an endless body is cut
         digest = sha256_of(tmp)
         if digest != expected:
             hint = _describe_content(tmp)
@@ -418,6 +611,8 @@ def _fetch_url(info, include_top):
         os.replace(tmp, path)
     except WeightsIntegrityError:
         raise
+    except DownloadTooLargeError as e:
+        raise _too_large(info, url, f"the server sent {e}") from None
     except Exception as e:
         raise _unavailable(info, url, f"download failed ({_describe(e)})") from None
     finally:
@@ -505,7 +700,7 @@ def _items(info):
         items.append(("download", hf_key(info), path, _published_sha256(path) if path else None))
     else:
         for url, sha in ((info["url"], info["sha256"]), (info["url_notop"], info["sha256_notop"])):
-            path = os.path.join(cache_root(), "downloads", os.path.basename(url))
+            path = os.path.join(cache_root(create=False), "downloads", os.path.basename(url))
             items.append(("download", os.path.basename(url), path if os.path.exists(path) else None, sha))
     for top in (True, False):
         path = converted_path(info, top)
