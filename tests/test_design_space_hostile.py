@@ -288,6 +288,7 @@ _SIGNALLED = """
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.slow  # kill-and-resume of a training sweep
 def test_sigterm_and_sigint_stop_training_promptly_and_the_file_resumes(tmp_path, monkeypatch, sig):
     out = tmp_path / "r.jsonl"
     p = _run(_SIGNALLED, out)

@@ -174,6 +174,7 @@ def test_rest_bodies_of_the_readme(exported, trained):
             sm_lib.call_rest_body(loaded, bad)
 
 
+@pytest.mark.slow  # TensorFlow's saved_model_cli in a fresh process
 def test_saved_model_cli_show_and_run(exported, trained, tmp_path):
     path = exported[1]["path"]
     show = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", path,

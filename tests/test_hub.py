@@ -86,6 +86,7 @@ def test_preset_folder_has_keras_hub_layout_and_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs", [dict(pooling="avg"), dict(pooling=None), dict(features=["s2", "s4"])])
+@pytest.mark.slow  # keras-hub round trips, three variants
 def test_backbone_presets_round_trip(tmp_path, kwargs):
     model = keras_regnet.build_model(keras_regnet.AnyNetParams(**TINY), include_top=False, input_shape=(32, 32, 3),
                                      **kwargs)
@@ -221,6 +222,7 @@ def test_upload_then_download_round_trip_in_one_commit_over_plain_lfs(hub, tmp_p
     assert hub.requests == []
 
 
+@pytest.mark.slow  # several pushes to the loopback Hub
 def test_revisions_are_pinned_and_new_pushes_replace_stale_files(hub, tmp_path):
     first = _classifier()
     upload_preset("hf://user/tiny", save_to_preset(first, tmp_path / "a"))
@@ -292,6 +294,7 @@ def test_upload_never_sends_a_partial_preset_and_needs_a_token(hub, tmp_path, mo
     assert "user/tiny" not in hub.repos
 
 
+@pytest.mark.slow  # a second Hub round trip; the fast tier keeps upload/download
 def test_keras_model_save_to_hub_loads_after_import_keras_regnet(hub, tmp_path):
     """Keras's own Hub support: model.save('hf://...') then keras.saving.load_model('hf://...')."""
     model = _classifier()

@@ -100,6 +100,7 @@ def test_config_rebuilds_the_same_architecture():
     np.testing.assert_allclose(clone(_x()), model(_x()), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow  # a fresh process; test_design's plain-import load stays in the fast tier
 def test_keras_round_trip_in_a_fresh_process_keeps_spec_features_and_pretrained_cfg(tmp_path):
     base = keras_regnet.AnyNet(**TINY_SE, include_top=False, input_shape=(None, None, 3))
     model = keras_regnet.replace_head(base, classes=3, dropout=0.2)

@@ -253,6 +253,7 @@ def test_batchnorm_is_what_models_use_and_frozen_layers_do_not_update():
     assert not np.array_equal(bns[1].moving_mean.numpy(), np.zeros_like(bns[1].moving_mean.numpy()))
 
 
+@pytest.mark.slow  # mixed-precision training steps; the slow resume tests cover both policies
 def test_mixed_precision_training_step():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

@@ -195,6 +195,7 @@ def _anynet_features(rows):
 
 
 @pytest.mark.parametrize("name", ["AnyNetXA", "AnyNetXC", "AnyNetXD", "AnyNetXE"])
+@pytest.mark.slow  # statistics over many samples (~25 s on 2 cores)
 def test_anynet_marginals_match_the_papers_rules(name):
     n = 2000
     ref = _anynet_features(_anynet_reference(name, n, 0))
@@ -212,6 +213,7 @@ def test_depths_are_log_uniform():
     assert abs(np.mean(depths == 16) - math.log(16 / 15) / math.log(32)) < 0.006
 
 
+@pytest.mark.slow  # statistics over many samples (~35 s on 2 cores)
 def test_ordered_spaces_follow_the_conditioned_law_not_sorted_draws():
     """Rejecting unordered rows keeps each ordered row with its product probability; sorting i.i.d. draws would
     weight a row by its number of orderings (24 for distinct depths, fewer with ties). The package matches the

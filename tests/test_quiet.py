@@ -54,6 +54,7 @@ WORKER = """
 """
 
 
+@pytest.mark.slow  # two spawned TensorFlow processes (~20 s)
 def test_a_worker_start_prints_no_tensorflow_lines_and_debug_shows_them(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(WORKER))

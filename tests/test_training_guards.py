@@ -60,6 +60,7 @@ def test_divergence_seen_only_in_validation_stops_without_export(tmp_path, val_s
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(out)))
 
 
+@pytest.mark.slow  # a training run through the CLI
 def test_cli_exits_non_zero_with_one_line_when_validation_diverges(tmp_path, capsys, monkeypatch):
     from keras_regnet.commands import train as cmd
     from keras_regnet.training import trainer

@@ -265,6 +265,7 @@ def test_keras_files_load_through_weights_path(tmp_path):
         np.testing.assert_array_equal(again.predict(images, verbose=0), model.predict(images, verbose=0))
 
 
+@pytest.mark.slow  # Keras 2 parity (tf_keras model)
 def test_fine_tuned_keras2_model_with_its_own_head_loads(tmp_path):
     tf_keras = pytest.importorskip("tf_keras")
     base = tf_keras.applications.regnet.RegNetX002(weights=None, include_top=False, input_shape=(64, 64, 3))
