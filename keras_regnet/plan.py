@@ -192,13 +192,16 @@ class LayerPlan:
     stages: tuple  # ((stage name, FeatureInfo), ...) in order: 'stem', 's1', ...
 
     def __iter__(self):
+        """The layers in creation order."""
         return iter(self.layers)
 
     def __len__(self):
+        """The number of layers."""
         return len(self.layers)
 
     @functools.cached_property
     def _index(self):
+        """``{name: Layer}``, built on first use."""
         return {layer.name: layer for layer in self.layers}
 
     def layer(self, name) -> Layer:
