@@ -129,7 +129,6 @@ def test_held_out_validation_slice_by_default(tmp_path):
 # ------------------------------------------------------------------------------------------- two runs, leftovers
 
 
-@pytest.mark.slow
 def test_a_second_run_into_a_busy_output_dir_is_refused_in_one_line(tmp_path):
     """Before: the second run died on an HDF5 lock and the first run's cleanup deleted the shared backup."""
     from keras_regnet.training import trainer
