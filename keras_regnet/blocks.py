@@ -207,12 +207,14 @@ class Builder:
         self.stage_tensors[f"s{index}"] = out
         return out
 
-    def head(self, x, classes, classifier_activation, dropout=0.0):
-        """Classifier (see :func:`keras_regnet.plan.head_rows`) on ``x``, at the stride of the last part added."""
-        rows = plan_lib.head_rows(self._source(x), self._channels(x), self._where[2], classes,
-                                  classifier_activation, dropout)
+    def head(self, x, classes, classifier_activation, dropout=0.0, stride=None):
+        """Classifier (see :func:`keras_regnet.plan.head_rows`) on ``x``, whose ``stride`` defaults to that of the
+        last part added (give it when adding a head to a built model)."""
+        stride = self._where[2] if stride is None else stride
+        rows = plan_lib.head_rows(self._source(x), self._channels(x), stride, classes, classifier_activation, dropout)
         return self.realise(rows)
 
-    def pool(self, x, pooling):
+    def pool(self, x, pooling, stride=None):
         """Backbone pooling without a classifier: ``"avg"`` or ``"max"`` global pooling."""
-        return self.realise(plan_lib.pool_rows(self._source(x), self._channels(x), self._where[2], pooling))
+        stride = self._where[2] if stride is None else stride
+        return self.realise(plan_lib.pool_rows(self._source(x), self._channels(x), stride, pooling))

@@ -62,6 +62,10 @@ def test_a_head_added_later_has_the_planned_head_layers():
                               head_dropout=0.2)
     head = {n: r for n, r in planned.layer_roles().items() if r.stage == "head"}
     assert builder.roles == head
+    # The same with the stride given instead of set on the builder.
+    again = Builder("symmetric", backbone.build_options["data_format"])
+    again.head(backbone.output, 6, None, 0.2, stride=backbone.feature_info["s4"].stride)
+    assert again.roles == head
 
 
 def test_builder_refuses_unknown_kinds_and_options():
