@@ -15,7 +15,7 @@ SPEC = specs.get_params("RegNetX-200MF").to_dict()
 
 
 def _rec(i, error, space="RegNetX", **extra):
-    return {"index": i, "space": space, "seed": 0, "spec": SPEC, "flops": 199e6, "error": error, **extra}
+    return {"index": i, "space": space, "seed": 0, "spec": SPEC, "flops": 199e6, "error": error} | extra
 
 
 def _write(path, recs):
@@ -25,8 +25,9 @@ def _write(path, recs):
 
 
 def test_same_file_name_in_two_folders_stays_two_populations(tmp_path, capsys):
+    # two sweeps (other seeds: not shards of one sweep, which edf merges on purpose) in files of the same name
     a = _write(tmp_path / "run1" / "results.jsonl", [_rec(i, 10.0 + i) for i in range(4)])
-    b = _write(tmp_path / "run2" / "results.jsonl", [_rec(i, 30.0 + i) for i in range(4)])
+    b = _write(tmp_path / "run2" / "results.jsonl", [_rec(i, 30.0 + i, seed=1) for i in range(4)])
     groups = analysis.load_groups([a, b], log=lambda *_: None)
     assert list(groups) == ["RegNetX (run1/results.jsonl)", "RegNetX (run2/results.jsonl)"]
     assert [len(v) for v in groups.values()] == [4, 4]
