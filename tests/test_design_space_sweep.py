@@ -438,3 +438,33 @@ def test_results_of_an_older_sampler_are_refused_with_the_reason(tmp_path, monke
     assert len(out.read_text().splitlines()) == 2  # nothing appended
     # The records stay readable by the analysis.
     assert len(analysis.load_groups([out], log=lambda m: None)["RegNetX"]) == 2
+
+
+def test_compare_reports_significance_and_study_runs_in_rounds(tmp_path, monkeypatch, capsys):
+    trained = []
+
+    def train(spec, data, *, epochs, lr, weight_decay, momentum, seed, stop=None):
+        trained.append((spec["type"], epochs, lr))
+        base = 10.0 if spec["type"] == "regnet" else 40.0
+        return {"error": base + len(json.dumps(spec)) % 7, "train_time_s": 0.0}
+
+    monkeypatch.setattr(sweep, "train_proxy", train)
+    monkeypatch.setattr(sweep, "load_proxy_data", lambda cfg: _fake_data())
+    demo = tmp_path / "demo"
+    assert cli.main(["compare", "--out-dir", str(demo), "--samples", "3", "--workers", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "RegNetX vs AnyNetXA (n = 3 vs 3)" in out and "not significant at 0.01" in out  # KS cannot reject at n = 3
+    assert {(e, lr) for _, e, lr in trained} == {(3, 0.2)}  # the demo: 3 epochs, small-data lr
+    study = tmp_path / "study"
+    trained.clear()
+    assert cli.main(["compare", "AnyNetXA", "AnyNetXB", "RegNetX", "--study", "--samples", "20", "--out-dir",
+                     str(study), "--workers", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "significant at 0.01, RegNetX's errors are lower (better)" in out
+    assert "AnyNetXA -> AnyNetXB" in out
+    summary = json.loads((study / "summary.json").read_text())
+    assert [r["n"] for r in summary["spaces"]] == [20, 20, 20]
+    assert (study / "trends.png").exists()
+    # The reference and RegNetX led: their first 20 models were trained before AnyNetXB's 11th.
+    kinds = [k for k, _, _ in trained]
+    assert kinds[:20].count("regnet") == 10
