@@ -291,7 +291,19 @@ def _missing_module_message(error: ModuleNotFoundError) -> str | None:
 
 def main(argv=None) -> int:
     """Entry point of the ``keras-regnet`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from keras_regnet import _quiet
+
+    saved = os.environ.get(_quiet.DEBUG_ENV)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    finally:  # --debug holds for this command and the processes it starts, not for later calls in this process
+        if saved is None:
+            os.environ.pop(_quiet.DEBUG_ENV, None)
+        else:
+            os.environ[_quiet.DEBUG_ENV] = saved
+
+
+def _main(argv) -> int:
     debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
     from keras_regnet import _quiet
 

@@ -130,6 +130,7 @@ MISSING_EXTRAS = [
     (["compare"], "tensorflow", "tensorflow"),
     (["compare"], "scipy", "design"),
     (["edf", "{results}"], "matplotlib", "design"),
+    (["fit", "{results}", "--plot", "fit.png"], "matplotlib", "design"),
 ]
 
 

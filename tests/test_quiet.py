@@ -119,3 +119,5 @@ def test_cli_debug_flag_reaches_worker_processes(monkeypatch):
     monkeypatch.setattr(models_cmd, "run", lambda args: seen.append(os.environ.get(_quiet.DEBUG_ENV)) or 0)
     assert cli.main(["models"]) == 0 and seen == [None]
     assert cli.main(["--debug", "models"]) == 0 and seen[-1] == "1"
+    assert _quiet.DEBUG_ENV not in os.environ  # only for that command: a later call is not in debug mode
+    assert cli.main(["models"]) == 0 and seen[-1] is None
