@@ -321,9 +321,10 @@ def _run_cli(*argv):
 
 
 def _png(path, size=32):
-    from PIL import Image
+    import tensorflow as tf
 
-    Image.fromarray(np.random.RandomState(2).randint(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+    pixels = np.random.RandomState(2).randint(0, 255, (size, size, 3), dtype=np.uint8)
+    path.write_bytes(tf.io.encode_png(pixels).numpy())
     return path
 
 
