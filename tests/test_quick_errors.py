@@ -3,6 +3,7 @@ before TensorFlow or Keras is imported (keras_regnet.cli.PRECHECKS)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -110,7 +111,7 @@ def missing_path_results(image, results_file, tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("case", range(len(MISSING_PATHS)), ids=[" ".join(a[:2]) for a, _ in MISSING_PATHS])
+@pytest.mark.parametrize("case", range(len(MISSING_PATHS)), ids=[re.sub(r"[^\w.-]+", "_", "-".join(a[:2])).strip("_") for a, _ in MISSING_PATHS])
 def test_missing_path_is_reported_in_under_a_second_without_tensorflow(case, missing_path_results):
     argv, text = MISSING_PATHS[case]
     _assert_quick_one_line(argv[0], *missing_path_results[case], text)
