@@ -69,7 +69,7 @@ def add_arguments(parser):
                         help=f"the study: {STUDY['samples']} samples per space trained in rounds of {STUDY['round']} "
                              f"(every space grows together, so a stopped study is balanced and resumes), "
                              f"{STUDY['epochs']} epochs on {STUDY['train_split']} of the digits, error on "
-                             f"{STUDY['eval_split']}; flags given explicitly override these")
+                             f"{STUDY['eval_split']}; flags given explicitly override these".replace("%", "%%"))
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: analyse the results already in --out-dir (e.g. a stopped study)")
     parser.add_argument("--alpha", type=float, default=0.01,
