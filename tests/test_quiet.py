@@ -121,3 +121,25 @@ def test_cli_debug_flag_reaches_worker_processes(monkeypatch):
     assert cli.main(["--debug", "models"]) == 0 and seen[-1] == "1"
     assert _quiet.DEBUG_ENV not in os.environ  # only for that command: a later call is not in debug mode
     assert cli.main(["models"]) == 0 and seen[-1] is None
+
+
+def test_our_calls_match_the_models_input_structure():
+    """No "The structure of `inputs` doesn't match" UserWarning from train (precise BN's probe) or export (the
+    reference logits): both call a sub-model built on the one input tensor with one tensor."""
+    import numpy as np
+
+    import keras_regnet
+    from keras_regnet.export.common import reference_logits
+    from keras_regnet.training.callbacks import PreciseBN
+
+    model = keras_regnet.AnyNet(depths=(1, 1, 1, 1), widths=(8, 16, 24, 32), bottleneck_ratios=(1, 1, 1, 1),
+                                group_widths=(8, 8, 8, 8), input_shape=(32, 32, 3), classes=3, weights=None)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert reference_logits(model, images, "probabilities").shape == (2, 3)
+        precise = PreciseBN(dataset=None, num_batches=1)
+        precise.set_model(model)
+        stats, bns = precise._build_probe()
+        assert len(stats(images)) == len(bns) > 0
+    assert [str(w.message) for w in caught if "structure of" in str(w.message)] == []
