@@ -217,3 +217,23 @@ def test_import_scanner_sees_imports_and_require_calls(tmp_path, monkeypatch, so
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", str(pkg))
     monkeypatch.setattr(sys.modules[__name__], "ROOT", str(tmp_path))
     assert set(_third_party_imports()) == expected
+
+
+def test_test_tiers_are_configured_documented_and_run_by_ci_in_order():
+    """pytest -q is the fast tier (slow tests deselected), -m slow the slow tier; the README says what each covers
+    and takes; .ci/run runs fast tier, slow tier, minimum versions in that order and summarises each."""
+    import configparser
+
+    ini = configparser.ConfigParser()
+    ini.read(os.path.join(ROOT, "pytest.ini"))
+    assert '-m "not slow"' in ini["pytest"]["addopts"]
+    assert ini["pytest"]["markers"].strip().startswith("slow:")
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    for text in ("`pytest -q`, the fast tier", "`pytest -q -m slow`, the slow tier", 'pytest -q -m ""'):
+        assert text in readme, text
+    assert re.search(r"fast tier: every module, about \d+ minutes", readme)
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
+        ci = f.read()
+    steps = [ci.index('step "fast tier"'), ci.index('step "slow tier"'), ci.index('step "minimum versions"')]
+    assert steps == sorted(steps) and "-q -m slow" in ci and "CI summary:" in ci
