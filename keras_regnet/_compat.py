@@ -28,7 +28,8 @@ Removed, because a public API does the job:
 
 from __future__ import annotations
 
-import keras
+# Nothing is imported at module level: keras_regnet.saving (and through it keras_regnet.weights, used by
+# `keras-regnet cache` without Keras or TensorFlow) reads weights files through this module.
 
 __all__ = [
     "KERAS_MIN", "KERAS_TESTED", "HOOKS", "producing_layer", "inbound_input_tensors", "call_count",
@@ -139,4 +140,6 @@ def tf_trainer_module():
 
 def keras_version():
     """The installed Keras version, for messages."""
+    import keras
+
     return keras.__version__

@@ -333,3 +333,30 @@ def test_export_name_is_the_one_the_model_carries(tmp_path):
     _, name, _ = load_model_source(str(tmp_path / "best.keras"))
     assert name == "RegNetY600MF-shapes" == export_name(run="RegNetY600MF-shapes")
     assert export_name(run="my run/../x") == "my_run_.._x"  # one safe directory name
+
+
+def test_one_loader_dispatches_files_presets_and_names(tmp_path, monkeypatch):
+    """keras_regnet.load_model / get_model: .keras files here, presets (a folder with config.json or
+    metadata.json, hf:// URIs) through keras_regnet.hub.load_preset, names through the constructors."""
+    from keras_regnet import hub, loading
+
+    calls = []
+    monkeypatch.setattr(hub, "load_preset", lambda source, compile=False: calls.append(source) or "preset")
+    for marker in ("config.json", "metadata.json"):
+        folder = tmp_path / marker.split(".")[0]
+        folder.mkdir()
+        (folder / marker).write_text("{}")
+        assert keras_regnet.load_model(str(folder)) == "preset" and keras_regnet.get_model(folder) == "preset"
+    assert keras_regnet.load_model("hf://owner/name@v1") == "preset"
+    assert calls[-1] == "hf://owner/name@v1" and len(calls) == 5
+    with pytest.raises(ValueError, match="is a directory"):
+        keras_regnet.load_model(str(tmp_path))  # a folder that is no preset
+    model = keras_regnet.AnyNet(**TINY, input_shape=(32, 32, 3), classes=3)
+    model.save(tmp_path / "m.keras")
+    assert keras_regnet.get_model(str(tmp_path / "m.keras")).spec == model.spec
+    assert keras_regnet.get_model("regnetx_002", weights=None, input_shape=(32, 32, 3)).build_options["arch"] \
+        == "RegNetX-200MF"
+    with pytest.raises(ValueError, match="holds its own"):
+        loading.load_source(str(tmp_path / "m.keras"), weights="imagenet")
+    source = loading.load_source(json.dumps(dict(TINY, type="anynet")), input_size=32, classes=3)
+    assert (source.kind, source.arch) == ("spec", None) and source.model.output.shape[-1] == 3
