@@ -111,7 +111,8 @@ class Builder:
         """The Keras layer of one planned layer (by its kind)."""
         kind, name, fmt = layer.kind, layer.name, self.data_format
         if kind in ("conv", "group_conv"):
-            conv_cls, extra = (GroupConv2D, {"groups": layer.groups}) if kind == "group_conv" else (keras.layers.Conv2D, {})
+            grouped = kind == "group_conv"
+            conv_cls, extra = (GroupConv2D, {"groups": layer.groups}) if grouped else (keras.layers.Conv2D, {})
             return conv_cls(
                 layer.channels_out, layer.kernel, strides=layer.stride, padding=layer.padding, use_bias=layer.bias,
                 activation=layer.activation, kernel_initializer=conv_initializer(), data_format=fmt, name=name,
@@ -141,8 +142,8 @@ class Builder:
         if kind == "dense":
             # pycls's head init: normal with std 0.01, zero bias.
             return keras.layers.Dense(
-                layer.channels_out, use_bias=layer.bias, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-                bias_initializer="zeros", name=name,
+                layer.channels_out, use_bias=layer.bias, bias_initializer="zeros", name=name,
+                kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
             )
         if kind == "activation":
             # float32 even under mixed precision: probabilities and losses need the range.
@@ -166,7 +167,7 @@ class Builder:
                 scale, offset = [[list(scale)]], [[list(offset)]]
         return scale, offset
 
-    # -------------------------------------------------------------------------------------------- parts
+    # -------------------------------------------------------------------------------------------- a new head
 
     def _source(self, x):
         """The name under which tensor ``x`` is known to this builder (registered as an outside input if new)."""
@@ -177,44 +178,10 @@ class Builder:
         self.tensors[name] = x
         return name
 
-    def _channels(self, x):
-        return int(x.shape[self.axis])
-
-    def preprocessing(self, x, scale, offset):
-        """Rescale RGB [0, 255] with per-channel ``scale`` and ``offset`` (lists), on the channel axis."""
-        self._normalization = (scale, offset)
-        return self.realise(plan_lib.preprocessing_rows(self._source(x), self._channels(x)))
-
-    def stem(self, x, width, kind="imagenet"):
-        """The planned stem (see :func:`keras_regnet.plan.stem_rows`) on ``x``."""
-        out = self.realise(plan_lib.stem_rows(self._source(x), self._channels(x), width, kind, self.padding))
-        self.stages["stem"] = FeatureInfo("stem_relu", int(width), self._where[2])
-        self.stage_tensors["stem"] = out
-        return out
-
-    def block(self, x, w_in, w_out, stride, bottleneck_ratio, group_width, se_ratio, stage, index):
-        """One planned residual block (see :func:`keras_regnet.plan.block_rows`) on ``x``."""
-        rows = plan_lib.block_rows(self._source(x), stage, index, w_in, w_out, stride, bottleneck_ratio,
-                                   group_width, se_ratio, self._where[2], self.padding)
-        return self.realise(rows)
-
-    def stage(self, x, index, w_in, depth, width, bottleneck_ratio, group_width, se_ratio):
-        """Stage ``s{index}`` as planned (see :func:`keras_regnet.plan.stage_blocks`) on ``x``."""
-        rows = plan_lib.stage_rows(self._source(x), index, w_in, depth, width, bottleneck_ratio, group_width,
-                                   se_ratio, self._where[2], self.padding)
-        out = self.realise(rows)
-        self.stages[f"s{index}"] = FeatureInfo(rows[-1][0], int(width), self._where[2])
-        self.stage_tensors[f"s{index}"] = out
-        return out
-
     def head(self, x, classes, classifier_activation, dropout=0.0, stride=None):
-        """Classifier (see :func:`keras_regnet.plan.head_rows`) on ``x``, whose ``stride`` defaults to that of the
-        last part added (give it when adding a head to a built model)."""
+        """The planned classifier (see :func:`keras_regnet.plan.head_rows`) on ``x``, a built model's last stage
+        output of stride ``stride`` (default: the stride of the last layer this builder made)."""
         stride = self._where[2] if stride is None else stride
-        rows = plan_lib.head_rows(self._source(x), self._channels(x), stride, classes, classifier_activation, dropout)
+        rows = plan_lib.head_rows(self._source(x), int(x.shape[self.axis]), stride, classes, classifier_activation,
+                                  dropout)
         return self.realise(rows)
-
-    def pool(self, x, pooling, stride=None):
-        """Backbone pooling without a classifier: ``"avg"`` or ``"max"`` global pooling."""
-        stride = self._where[2] if stride is None else stride
-        return self.realise(plan_lib.pool_rows(self._source(x), self._channels(x), stride, pooling))

@@ -342,16 +342,6 @@ def stage_blocks(index, w_in, depth, width, bottleneck_ratio, group_width, se_ra
     ]
 
 
-def stage_rows(source, index, w_in, depth, width, bottleneck_ratio, group_width, se_ratio, in_stride=1,
-               padding="symmetric", subsample_projections_below=ONEDNN_MIN_STRIDED_1X1_CHANNELS):
-    """The rows of stage ``s{index}`` (see :func:`stage_blocks`); its output is the last row."""
-    rows = []
-    for block in stage_blocks(index, w_in, depth, width, bottleneck_ratio, group_width, se_ratio, in_stride):
-        rows += block_rows(source, *block, padding, subsample_projections_below)
-        source = rows[-1][0]
-    return rows
-
-
 def head_rows(source, channels, stride, classes, classifier_activation="softmax", dropout=0.0):
     """Classifier: global average pool -> [dropout] -> linear ``head_fc`` -> ``predictions`` (an activation)."""
     rows = [_op("head_pool", "head", 0, "pool", "global_avg_pool", (source,), channels, stride)]

@@ -1,4 +1,4 @@
-"""blocks.Builder: the Keras realisation of the layer plan, in both data formats and part by part."""
+"""blocks.Builder: the Keras realisation of the layer plan, in both data formats, and a head added later."""
 
 import dataclasses
 
@@ -29,26 +29,6 @@ def test_channels_first_plan_makes_channels_first_layers():
     assert np.asarray(model.get_layer("preprocessing").get_config()["scale"]).shape == (3, 1, 1)
     assert tuple(builder.stage_tensors["s2"].shape) == (None, 16, 4, 4)
     assert builder.stages == p.feature_info() and builder.roles == p.layer_roles()
-
-
-def test_parts_give_the_same_layers_as_the_whole_plan():
-    spec = keras_regnet.AnyNetParams(**TINY)
-    p = plan.build_plan(spec, classes=4, head_dropout=0.5, normalization="unit")
-    whole = Builder.for_plan(p)
-    whole.build(p, keras.Input((32, 32, 3)))
-    parts = Builder(p.options.padding, p.options.data_format)
-    x = parts.preprocessing(keras.Input((32, 32, 3)), 1.0 / 255.0, 0.0)
-    x = parts.stem(x, spec.stem_width)
-    w_in = spec.stem_width
-    for i, (d, w, b, g) in enumerate(zip(spec.depths, spec.widths, spec.bottleneck_ratios, spec.group_widths), 1):
-        x = parts.stage(x, i, w_in, d, w, b, g, spec.se_ratio)
-        w_in = w
-    parts.head(x, 4, "softmax", 0.5)
-    assert list(parts.roles.items()) == list(whole.roles.items())
-    assert parts.stages == whole.stages
-    for name in p.names:
-        a, b = parts.tensors[name], whole.tensors[name]
-        assert tuple(a.shape) == tuple(b.shape), name
 
 
 def test_a_head_added_later_has_the_planned_head_layers():

@@ -196,12 +196,10 @@ def _random_anynets(rng, n):
     params = []
     for i in range(n):
         s = int(rng.integers(1, 6))
-        w = [0]
-        while min(w) < 3:  # narrower blocks can have an SE width of 0 (see the test below)
-            w = rng.integers(1, 80, size=s) * int(rng.choice([1, 2, 8]))
-            b = rng.choice([1.0, 2.0, 4.0, 0.5], size=s)
-            g = rng.choice([1, 2, 3, 8, 16, 24], size=s)
-            w, b, g = design.adjust_block_compatibility(w.tolist(), b.tolist(), g.tolist())
+        w = rng.integers(1, 80, size=s) * int(rng.choice([1, 2, 8]))  # narrow blocks: SE widths that round to 0
+        b = rng.choice([1.0, 2.0, 4.0, 0.5], size=s)
+        g = rng.choice([1, 2, 3, 8, 16, 24], size=s)
+        w, b, g = design.adjust_block_compatibility(w.tolist(), b.tolist(), g.tolist())
         d = rng.integers(1, 5, size=s).tolist()
         depths[i, :s], widths[i, :s], bs[i, :s], gs[i, :s] = d, w, b, g
         params.append((d, w, b, g))
