@@ -25,9 +25,11 @@ from keras_regnet.specs import (
     params_from_dict,
 )
 
-# Modules whose import registers Keras serialisable objects (keras.saving.register_keras_serializable).
+# Modules whose import registers Keras serialisable objects (keras.saving.register_keras_serializable), and the
+# model's fast inference path (keras_regnet.inference installs it in keras_regnet.layers, which the model asks).
 _REGISTERING_MODULES = (
     "keras_regnet.layers", "keras_regnet.model", "keras_regnet.training.optim", "keras_regnet.training.schedules",
+    "keras_regnet.inference",
 )
 
 

@@ -13,6 +13,10 @@ from a snapshot of the model's weights, as one traced ``tf.function`` built for 
 Layers it does not know (or in a non-float32 dtype policy) are called as they are, so any functional Keras model
 works; the result equals the Keras model's up to float rounding (tested within 1e-5). The snapshot does not follow
 later weight changes: build a new ``InferenceModel`` after training. TensorFlow only (it is a TF graph).
+``precision="bfloat16"`` runs it in bfloat16 (float32 outputs).
+
+A keras-regnet model's own ``model(x, training=False)`` and ``predict`` use this path by default, rebuilt whenever
+the model's weights or trainable flags change (see :func:`fast_call`, :func:`set_fast_path`, :func:`fast_path_info`).
 
     fast = keras_regnet.inference.InferenceModel(model)
     probs = fast(images)                   # a tf.Tensor; images (N, H, W, 3) float RGB 0..255 as for the model

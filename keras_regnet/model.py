@@ -21,6 +21,7 @@ from keras_regnet import saving, specs
 from keras_regnet.blocks import Builder, FeatureInfo, LayerRole  # noqa: F401  (FeatureInfo, LayerRole re-exported)
 from keras_regnet.complexity import complexity
 from keras_regnet.plan import build_plan
+from keras_regnet.layers import inference_path
 from keras_regnet.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -324,6 +325,29 @@ class RegNetModel(keras.Model):
 
     def _keras_load_weights(self, filepath, **kwargs):
         return super().load_weights(filepath, **kwargs)
+
+    # ------------------------------------------------------------------------------------------ inference path
+    # ``model(x, training=False)``, ``predict`` and ``predict_on_batch`` ask the fast inference path first, which
+    # keras_regnet.inference installs (layers.set_inference_path); it answers None wherever the Keras graph must run.
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        path = inference_path()
+        out = None if path is None or kwargs else path.call(self, inputs, training, mask)
+        return super().call(inputs, training=training, mask=mask, **kwargs) if out is None else out
+
+    def predict(self, x, *args, **kwargs):
+        path = inference_path()
+        if path is None:
+            return super().predict(x, *args, **kwargs)
+        with path.predicting(self):
+            return super().predict(x, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        path = inference_path()
+        if path is None:
+            return super().predict_on_batch(x)
+        with path.predicting(self):
+            return super().predict_on_batch(x)
 
     # ------------------------------------------------------------------------------------------ derived models
 

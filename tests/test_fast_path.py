@@ -1,0 +1,203 @@
+"""The default inference path: ``model(x, training=False)`` and ``predict`` run the fast path (folded BatchNorm,
+one traced graph) from the second use on, and stay exactly the Keras graph's answer after every weight change."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+import keras_regnet  # noqa: E402
+from keras_regnet import inference  # noqa: E402
+
+from conftest import TINY, TINY_SE  # noqa: E402
+from test_inference import _randomize  # noqa: E402
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the fast path is a TF graph")
+
+
+def _model(spec=TINY_SE, size=32):
+    return _randomize(keras_regnet.AnyNet(**spec, input_shape=(size, size, 3), classes=3, classifier_activation=None))
+
+
+def _images(n=4, size=32, seed=1):
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
+def _keras_graph(model, x):
+    """What the Keras graph computes (the fast path switched off for this one call)."""
+    inference.set_fast_path(model, False)
+    try:
+        return keras.ops.convert_to_numpy(model(x, training=False))
+    finally:
+        inference.set_fast_path(model, True)
+
+
+def _fast(model, x):
+    """``model(x, training=False)`` twice (the fast path is built on the second use); asserts the fast path ran."""
+    model(x, training=False)
+    before = inference.fast_path_info(model)["calls"]
+    out = model(x, training=False).numpy()
+    info = inference.fast_path_info(model)
+    assert info["active"] and info["calls"] == before + 1, info
+    return out
+
+
+def _compile(model, optimizer=None):
+    model.compile(optimizer=optimizer or keras.optimizers.SGD(0.1, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+
+def test_call_predict_and_predict_on_batch_run_the_fast_path():
+    model, x = _model(), _images()
+    out = _fast(model, x)
+    np.testing.assert_allclose(out, _keras_graph(model, x), rtol=1e-5, atol=1e-5)
+    fast = inference._state(model).fast
+    assert "ReadVariableOp" not in {op.type for op in fast.function.get_concrete_function().graph.get_operations()}
+    assert fast.report["keras_layers"] == {}  # every layer ran as plain TF ops, every BatchNorm folded
+    calls = inference.fast_path_info(model)["calls"]
+    np.testing.assert_allclose(model.predict(x, batch_size=3, verbose=0), out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.predict_on_batch(x), out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model(x).numpy(), out, rtol=1e-5, atol=1e-5)  # training=None is inference too
+    info = inference.fast_path_info(model)
+    assert info["calls"] == calls + 3 and info["builds"] == 1, info
+    # training=True is the Keras graph (batch statistics): different from inference on these weights.
+    assert np.abs(model(x, training=True).numpy() - out).max() > 1e-3
+
+
+@pytest.mark.slow  # training before the exactness check
+def test_exact_after_fit_and_predict_retraced():
+    model, x, y = _model(), _images(8), np.arange(8) % 3
+    _compile(model)
+    before = model.predict(x, verbose=0)
+    before = model.predict(x, verbose=0)  # second use: the predict function now runs the fast path
+    builds = inference.fast_path_info(model)["builds"]
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    for _ in range(2):  # the first use after fit runs the Keras graph, the second rebuilds the fast path
+        after = model.predict(x, verbose=0)
+        np.testing.assert_allclose(after, _keras_graph(model, x), rtol=1e-5, atol=1e-5)
+    assert np.abs(after - before).max() > 1e-3  # the weights really changed
+    assert inference.fast_path_info(model)["builds"] == builds + 1
+    np.testing.assert_allclose(_fast(model, x), after, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow  # training before the exactness check
+def test_exact_after_fit_with_frozen_batchnorm_and_train_on_batch():
+    # No BatchNorm statistic moves: only the optimizer (which updates the underlying tf.Variables) changes weights.
+    model, x, y = _model(), _images(8), np.arange(8) % 3
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    _compile(model)
+    before = _fast(model, x)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    after = _fast(model, x)
+    assert np.abs(after - before).max() > 1e-3
+    np.testing.assert_allclose(after, _keras_graph(model, x), rtol=1e-5, atol=1e-5)
+    model.train_on_batch(x, y)
+    np.testing.assert_allclose(_fast(model, x), _keras_graph(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_exact_after_set_weights_and_load_weights(tmp_path):
+    model, x = _model(), _images()
+    original = _fast(model, x)
+    path = str(tmp_path / "w.weights.h5")
+    model.save_weights(path)
+    model.set_weights([w * 1.25 for w in model.get_weights()])
+    changed = _fast(model, x)
+    assert np.abs(changed - original).max() > 1e-3
+    np.testing.assert_allclose(changed, _keras_graph(model, x), rtol=1e-5, atol=1e-5)
+    model.get_layer("head_fc").bias.assign(np.full(3, 7.0, "float32"))  # one variable, assigned directly
+    np.testing.assert_allclose(_fast(model, x), _keras_graph(model, x), rtol=1e-5, atol=1e-5)
+    model.load_weights(path)
+    np.testing.assert_allclose(_fast(model, x), original, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow  # training before the exactness check
+def test_freezing_rebuilds_and_stays_exact():
+    model, x, y = _model(), _images(8), np.arange(8) % 3
+    _fast(model, x)
+    builds = inference.fast_path_info(model)["builds"]
+    for layer in model.layers[: len(model.layers) // 2]:
+        layer.trainable = False
+    _compile(model)
+    out = _fast(model, x)
+    assert inference.fast_path_info(model)["builds"] == builds + 1  # the trainable flags are part of the key
+    np.testing.assert_allclose(out, _keras_graph(model, x), rtol=1e-5, atol=1e-5)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    np.testing.assert_allclose(_fast(model, x), _keras_graph(model, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow  # training before the exactness check
+def test_exact_after_a_custom_training_loop_with_its_own_optimizer():
+    model, x = _model(), _images()
+    optimizer = keras.optimizers.Adam(1e-2)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model(x, training=True) ** 2)
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+
+    step()  # traced before the fast path exists
+    before = _fast(model, x)
+    step()
+    after = _fast(model, x)
+    assert np.abs(after - before).max() > 1e-4
+    np.testing.assert_allclose(after, _keras_graph(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_user_functions_and_other_shapes_use_the_keras_graph():
+    model, x = _model(TINY_SE), _images()
+    _fast(model, x)
+    # Under a gradient tape the variables must be used: gradients reach every weight.
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(x, training=False))
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in grads)
+    # A tf.function of the user's must not freeze today's weights into its graph.
+    f = tf.function(lambda t: model(t, training=False))
+    f(x)
+    model.get_layer("head_fc").bias.assign_add(np.ones(3, "float32"))
+    np.testing.assert_allclose(f(x).numpy(), _keras_graph(model, x), rtol=1e-5, atol=1e-5)
+    # Symbolic calls build models as before; a batch of another size fails as the Keras graph fails.
+    inputs = keras.Input((32, 32, 3))
+    outer = keras.Model(inputs, model(inputs))
+    np.testing.assert_allclose(outer.predict(x, verbose=0), _keras_graph(model, x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception):
+        model(_images(1, 40), training=False)
+
+
+def test_set_fast_path_off_runs_the_keras_graph():
+    model, x = _model(TINY), _images()
+    inference.set_fast_path(model, False)
+    for _ in range(3):
+        model(x, training=False)
+    model.predict(x, verbose=0)
+    info = inference.fast_path_info(model)
+    assert info == {"active": False, "builds": 0, "calls": 0, "enabled": False, "failure": None}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("jax"), reason="needs jax")
+def test_other_backends_keep_the_keras_graph():
+    code = (
+        "import numpy as np, keras, keras_regnet\n"
+        "from keras_regnet import inference\n"
+        "m = keras_regnet.AnyNet(depths=(1,1,1,1), widths=(8,16,24,32), bottleneck_ratios=(1,)*4,"
+        " group_widths=(8,)*4, se_ratio=0.25, input_shape=(32,32,3), classes=3)\n"
+        "x = np.random.default_rng(0).uniform(0, 255, (2,32,32,3)).astype('float32')\n"
+        "a = [np.asarray(m(x, training=False)) for _ in range(3)]\n"
+        "p = m.predict(x, verbose=0); p = m.predict(x, verbose=0)\n"
+        "np.testing.assert_allclose(p, a[0], rtol=1e-5, atol=1e-6)\n"
+        "assert inference.fast_path_info(m)['calls'] == 0\n"
+        "print('backend', keras.backend.backend())\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "backend jax" in r.stdout
