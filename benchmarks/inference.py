@@ -15,7 +15,16 @@ BatchNorm leaves zero biases that TensorFlow's constant folding would remove, wh
     python benchmarks/inference.py --json out.json    # also write the results as JSON
 
 Labels: "ours" is ``keras_regnet.inference.InferenceModel`` (folded BN, constant weights, one traced graph);
-"ours-keras" is the plain Keras model in a ``tf.function`` (what ``model.predict`` runs).
+"ours-default" is what a user calls, ``model(x, training=False)`` eagerly (the model's default inference path, which
+runs the same fast graph from the second call on); "ours-keras" is the Keras graph of the model in a user's
+``tf.function`` (the variables, BatchNorm unfolded; it also times the training step); "ours-bf16" is
+``InferenceModel(model, precision="bfloat16")`` and "timm-bf16" timm under ``torch.autocast("cpu", dtype=bfloat16)``.
+
+Inference is timed before any training step, in every worker: a PyTorch process that has run SGD steps was
+measured running timm's inference ~45% faster than a fresh one (cause not isolated), which would compare a
+warmed-up PyTorch with a fresh TensorFlow.
+
+    python benchmarks/inference.py --runs 3           # three independent runs (fresh workers), ratios per run
 """
 
 from __future__ import annotations
@@ -36,14 +45,17 @@ PROTO = "@@BENCH "
 # label -> (framework, description, trains)
 MODELS = {
     "ours": ("keras_regnet", "keras_regnet RegNetY600MF, InferenceModel", False),
-    "ours-keras": ("keras_regnet", "keras_regnet RegNetY600MF, Keras tf.function", True),
+    "ours-default": ("keras_regnet", "keras_regnet RegNetY600MF, model(x, training=False)", False),
+    "ours-keras": ("keras_regnet", "keras_regnet RegNetY600MF, Keras graph tf.function", True),
+    "ours-bf16": ("keras_regnet", "keras_regnet RegNetY600MF, InferenceModel bfloat16", False),
     "timm": ("timm", "timm regnety_006 (PyTorch eager)", True),
+    "timm-bf16": ("timm", "timm regnety_006, torch.autocast bfloat16", False),
     "kimm": ("kimm", "kimm RegNetY006 (Keras 3 tf.function)", False),
     "tf_keras": ("tf_keras", "tf_keras RegNetY006 (Keras 2 tf.function)", False),
     "effnet": ("keras", "keras EfficientNetB0 (tf.function)", True),
 }
-DEFAULT_MODELS = ("ours", "ours-keras", "timm", "kimm", "effnet")
-REQUIRES = {"timm": ("torch", "timm"), "kimm": ("kimm",), "tf_keras": ("tf_keras",)}
+DEFAULT_MODELS = ("ours", "ours-default", "ours-keras", "ours-bf16", "timm", "timm-bf16", "effnet")
+REQUIRES = {"timm": ("torch", "timm"), "timm-bf16": ("torch", "timm"), "kimm": ("kimm",), "tf_keras": ("tf_keras",)}
 
 
 def cpu_name():
@@ -104,6 +116,34 @@ def _perturb_keras(model, seed=1):
             layer.bias.assign(rng.normal(0, 0.1, tuple(layer.bias.shape)).astype("float32"))
 
 
+def _import_torchvision(torch):
+    """Import torchvision (timm imports it) also where its compiled ops cannot load.
+
+    A CPU-only torch wheel with the PyPI torchvision (built for the CUDA torch) cannot load torchvision's C++ ops,
+    and torchvision then fails at import on two fake-kernel registrations of those ops (``nms``, ``qnms``) that it
+    does not guard. timm's RegNets use none of torchvision's ops: skip those two registrations in that case.
+    """
+    try:
+        import torchvision  # noqa: F401
+
+        return
+    except RuntimeError:
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+    original = torch.library.register_fake
+
+    def register_fake(op, *args, **kwargs):
+        if isinstance(op, str) and op.startswith("torchvision::") and not args and not kwargs:
+            return lambda fn: fn
+        return original(op, *args, **kwargs)
+
+    torch.library.register_fake = register_fake
+    try:
+        import torchvision  # noqa: F401, F811
+    finally:
+        torch.library.register_fake = original
+
+
 class _Worker:
     def __init__(self, label, size, threads):
         self.label, self.size, self.threads = label, size, threads
@@ -128,7 +168,7 @@ class _Worker:
         if self.framework == "keras_regnet":
             import keras_regnet
 
-            self.model = keras_regnet.RegNetY600MF(input_shape=shape)
+            self.model = keras_regnet.RegNetY600MF(weights=None, input_shape=shape)
             _perturb_keras(self.model)
         elif self.framework == "kimm":
             import kimm
@@ -140,10 +180,14 @@ class _Worker:
             self.model = tf_keras.applications.RegNetY006(weights=None, input_shape=shape)
         else:
             self.model = keras.applications.EfficientNetB0(weights=None, input_shape=shape)
-        if self.label == "ours":
+        if self.label in ("ours", "ours-bf16"):
             from keras_regnet.inference import InferenceModel
 
-            self.forward = InferenceModel(self.model).function
+            precision = "bfloat16" if self.label == "ours-bf16" else "float32"
+            self.forward = InferenceModel(self.model, precision=precision).function
+        elif self.label == "ours-default":
+            model = self.model
+            self.forward = lambda x: model(x, training=False)  # eager: the model's default inference path
         else:
             model = self.model
             self.forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
@@ -156,8 +200,10 @@ class _Worker:
         )
 
     def _init_torch(self):
-        import timm
         import torch
+
+        _import_torchvision(torch)
+        import timm
 
         torch.set_num_threads(self.threads)
         try:
@@ -167,9 +213,14 @@ class _Worker:
         self.torch = torch
         self.model = timm.create_model("regnety_006", pretrained=False).eval()
 
-        def forward(x):
-            with torch.inference_mode():
-                return self.model(x)
+        if self.label == "timm-bf16":
+            def forward(x):
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                    return self.model(x)
+        else:
+            def forward(x):
+                with torch.inference_mode():
+                    return self.model(x)
 
         self.forward = forward
         self.to_input = lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy())
@@ -224,6 +275,11 @@ class _Worker:
             self.sync(self.forward(x))
             self.sync(self.forward(x))
             setattr(self, key, True)
+            if self.label == "ours-default":
+                from keras_regnet.inference import fast_path_info
+
+                if not fast_path_info(self.model)["active"]:
+                    raise RuntimeError(f"the default inference path is not active: {fast_path_info(self.model)}")
         out = []
         for _ in range(repeats):
             t = time.perf_counter()
@@ -335,7 +391,8 @@ def run(args):
                         raise SystemExit(f"error: {label} failed: {reply['error']}")
                     results[label][key] += reply["times"]
             print(f"inference round {r + 1}/{args.rounds} done (load {load_average()})", flush=True)
-        trainers = [l for l in proxies if MODELS[l][2]] if args.train else []
+        wanted = [t.strip() for t in args.trainers.split(",")] if args.trainers else None
+        trainers = [l for l in proxies if MODELS[l][2] and (wanted is None or l in wanted)] if args.train else []
         for r in range(args.train_rounds if trainers else 0):
             for label in trainers:
                 reply = proxies[label].ask(what="train", batch=args.batch, repeats=1)
@@ -381,6 +438,13 @@ def run(args):
     ratio("throughput ours-keras/timm", "ours-keras", "timm", "throughput_img_s")
     ratio("latency ours/timm", "ours", "timm", "latency_ms")
     ratio("latency ours-keras/timm", "ours-keras", "timm", "latency_ms")
+    ratio("throughput ours-default/timm", "ours-default", "timm", "throughput_img_s")
+    ratio("latency ours-default/timm", "ours-default", "timm", "latency_ms")
+    ratio("throughput ours-bf16/timm-bf16", "ours-bf16", "timm-bf16", "throughput_img_s")
+    ratio("latency ours-bf16/timm-bf16", "ours-bf16", "timm-bf16", "latency_ms")
+    ratio("throughput ours-bf16/ours", "ours-bf16", "ours", "throughput_img_s")
+    ratio("latency ours-bf16/ours", "ours-bf16", "ours", "latency_ms")
+    ratio("throughput timm-bf16/timm", "timm-bf16", "timm", "throughput_img_s")
     ratio("train step ours-keras/timm", "ours-keras", "timm", "train_step_s")
     ratio("train step ours-keras/effnet", "ours-keras", "effnet", "train_step_s")
     return summary
@@ -427,6 +491,43 @@ def print_summary(s):
         print(f"  {name}: {value:.2f}x")
 
 
+# (ratio, "<=" or ">=", bound): checked in every run and across runs
+CHECKS = (
+    ("latency ours-default/timm", "<=", 1.0),
+    ("latency ours/timm", "<=", 1.0),
+    ("throughput ours/effnet", ">=", 1.5),
+    ("train step ours-keras/timm", "<=", 0.45),
+    ("throughput ours-bf16/timm-bf16", ">=", 1.0),
+    ("latency ours-bf16/timm-bf16", "<=", 1.0),
+)
+
+
+def across_runs(summaries):
+    """{ratio: {"median", "min", "max", "runs": [...]}} over the runs that measured it, and the checks."""
+    out = {"ratios": {}, "checks": []}
+    names = [n for n in summaries[0]["ratios"] if all(n in s["ratios"] for s in summaries)]
+    for name in names:
+        values = [s["ratios"][name] for s in summaries]
+        out["ratios"][name] = {"median": statistics.median(values), "min": min(values), "max": max(values),
+                               "runs": values}
+    for name, op, bound in CHECKS:
+        if name in out["ratios"]:
+            values = out["ratios"][name]["runs"]
+            held = sum((v <= bound) if op == "<=" else (v >= bound) for v in values)
+            out["checks"].append({"ratio": name, "bound": f"{op} {bound}", "held_in": held, "runs": len(values)})
+    return out
+
+
+def print_across(across, n):
+    print()
+    print(f"across {n} runs (median [min-max] of the per-run median ratios):")
+    for name, r in across["ratios"].items():
+        print(f"  {name}: {r['median']:.2f}x [{r['min']:.2f}-{r['max']:.2f}]  runs: "
+              + ", ".join(f"{v:.2f}" for v in r["runs"]))
+    for c in across["checks"]:
+        print(f"  check {c['ratio']} {c['bound']}: held in {c['held_in']} of {c['runs']} runs")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
@@ -438,22 +539,35 @@ def main(argv=None):
     parser.add_argument("--latency-repeats", type=int, default=10, help="batch-1 calls per round (default 10)")
     parser.add_argument("--train-rounds", type=int, default=5, help="interleaved training rounds (default 5)")
     parser.add_argument("--no-train", dest="train", action="store_false", help="skip the training-step timing")
+    parser.add_argument("--trainers", help="comma-separated labels whose training step is timed (default: every "
+                                           "model that trains: ours-keras, timm, effnet)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 64 px, batch 4, 2 rounds, 2 training rounds")
     parser.add_argument("--omp-passive", action="store_true",
                         help="OMP_WAIT_POLICY=PASSIVE for the workers (PyTorch's OpenMP threads sleep instead of "
                              "spinning; far fairer to PyTorch on a busy, oversubscribed machine)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="independent runs (fresh worker processes each), summarised across runs (default 1)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in ("size", "batch", "threads", "rounds", "latency_repeats", "train_rounds"):
+    for name in ("size", "batch", "threads", "rounds", "latency_repeats", "train_rounds", "runs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
     if args.worker:
         return worker_main(args.worker, args.size, args.threads)
     if args.quick:
         args.size, args.batch, args.rounds, args.latency_repeats, args.train_rounds = 64, 4, 2, 2, 2
-    summary = run(args)
-    print_summary(summary)
+    summaries = []
+    for i in range(args.runs):
+        if args.runs > 1:
+            print(f"\n=== run {i + 1} of {args.runs}", flush=True)
+        summaries.append(run(args))
+        print_summary(summaries[-1])
+    summary = summaries[0]
+    if args.runs > 1:
+        across = across_runs(summaries)
+        print_across(across, args.runs)
+        summary = {"runs": summaries, "across": across}
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:

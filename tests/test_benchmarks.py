@@ -71,3 +71,26 @@ def test_inference_benchmark_rejects_unknown_model_labels():
     r = _run(["benchmarks/inference.py", "--models", "ours,resnet"], timeout=120)
     assert r.returncode != 0
     assert "unknown model label" in r.stderr and "resnet" in r.stderr
+
+
+def _inference_module():
+    spec = importlib.util.spec_from_file_location("bench_inference", ROOT / "benchmarks" / "inference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # stdlib only at import: no TensorFlow, no torch
+    return module
+
+
+def test_inference_benchmark_summarises_ratios_and_checks_across_runs():
+    bench = _inference_module()
+    runs = [{"ratios": {"latency ours-default/timm": a, "throughput ours/effnet": b, "only in one": 1.0}}
+            for a, b in ((0.9, 1.6), (1.2, 1.4), (0.8, 1.7))]
+    del runs[1]["ratios"]["only in one"], runs[2]["ratios"]["only in one"]
+    across = bench.across_runs(runs)
+    assert set(across["ratios"]) == {"latency ours-default/timm", "throughput ours/effnet"}
+    lat = across["ratios"]["latency ours-default/timm"]
+    assert (lat["median"], lat["min"], lat["max"], lat["runs"]) == (0.9, 0.8, 1.2, [0.9, 1.2, 0.8])
+    checks = {c["ratio"]: (c["held_in"], c["runs"]) for c in across["checks"]}
+    assert checks == {"latency ours-default/timm": (2, 3), "throughput ours/effnet": (2, 3)}
+    # Every label the benchmark offers is described and the bfloat16 peers need torch + timm.
+    assert {"ours-default", "ours-bf16", "timm-bf16"} <= set(bench.MODELS)
+    assert bench.REQUIRES["timm-bf16"] == ("torch", "timm")
