@@ -289,7 +289,7 @@ class InferenceModel:
 # The default inference path of keras_regnet models.
 #
 # A RegNetModel's ``call`` (inference: ``training`` False or None) and ``predict`` ask this module first
-# (:func:`fast_call`, :func:`prepare_predict`): from the second inference use with unchanged weights on, they run an
+# (:func:`fast_call`, :func:`prepare_predict`): from the first inference use on, they run an
 # ``InferenceModel`` of the model, rebuilt whenever the weights or the trainable flags changed. Weight changes are
 # seen through a per-model counter that every assignment to one of the model's variables bumps, eager or inside a
 # traced function (``fit``, ``train_on_batch``, custom training loops, ``set_weights``, ``load_weights``, BatchNorm
@@ -299,7 +299,7 @@ class InferenceModel:
 # a ``tf.function`` of the user's, ``evaluate``, symbolic calls, masks, other input shapes) the Keras graph runs.
 
 _STATE_ATTR = "_keras_regnet_fast_path"
-_WARM_USES = 2  # build on the second inference use with the same weights: one-off calls never pay for a build
+_WARM_USES = 1  # build on the first inference use: every inference call of a model computes the same graph, so two predictions with the same weights are bit-identical
 
 
 class _Counter:
