@@ -12,6 +12,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
 
+try:  # some huggingface_hub versions (1.2 among them) read HF_HUB_OFFLINE once, at import: import it before a test sets it
+    import huggingface_hub.constants  # noqa: E402,F401  (or every later test in that process is offline)
+except ImportError:
+    pass
+
 # A tiny AnyNet configuration: 4 stages, one block each, small widths; runs at 32-64 px in milliseconds.
 TINY = dict(depths=(1, 1, 1, 1), widths=(8, 16, 24, 32), bottleneck_ratios=(1, 1, 1, 1), group_widths=(8, 8, 8, 8))
 TINY_SE = dict(TINY, se_ratio=0.25)
