@@ -69,10 +69,20 @@ class EndlessServer:
         self.httpd.server_close()
 
 
+def _agent_module():
+    """huggingface_hub's agent-harness detection (newer versions only; 1.2 makes no such request)."""
+    try:
+        from huggingface_hub.utils import _detect_agent
+    except ImportError:
+        return None
+    return _detect_agent
+
+
 @pytest.fixture
 def mirror(tmp_path, monkeypatch):
     from huggingface_hub import constants
-    from huggingface_hub.utils import _detect_agent
+
+    _detect_agent = _agent_module()
 
     server = EndlessServer()
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
@@ -86,8 +96,9 @@ def mirror(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "ENDPOINT", server.url)
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", False)
-    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
-    monkeypatch.setattr(_detect_agent, "_registry", None)
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"), raising=False)
+    if _detect_agent is not None:
+        monkeypatch.setattr(_detect_agent, "_registry", None)
     monkeypatch.setitem(registry.REGISTRY["RegNetX-200MF"][0], "repo", REPO)
     yield server
     server.close()
@@ -128,6 +139,7 @@ def test_the_per_file_maximum_follows_the_models_parameter_count():
     assert 4 * params < big < 6 * params + (64 << 20) and small < 64 << 20
 
 
+@pytest.mark.skipif(_agent_module() is None, reason="this huggingface_hub version makes no agent-harness request")
 def test_the_agent_harness_request_to_a_mirror_is_bounded(mirror, tmp_path):
     mirror.declared[FILE] = 1024
     with pytest.raises(WeightsDownloadError):

@@ -562,7 +562,11 @@ def _fetch_hf(info):
         # The body is cut (and the partial file deleted) past the declared size: an endless body cannot fill the
         # disk. (Files served through Xet storage are written by hf_xet, outside this cap.)
         with _capped(limit, url):
-            return hf_hub_download(**kwargs, etag_timeout=timeout), meta
+            try:
+                return hf_hub_download(**kwargs, etag_timeout=timeout), meta
+            except DownloadTooLargeError:
+                _drop_incomplete(info, meta)
+                raise
     except DownloadTooLargeError as e:
         if "download was deleted" in str(e):
             raise
@@ -571,6 +575,15 @@ def _fetch_hf(info):
         raise _unavailable(info, url, f"the server has no such file ({type(e).__name__})") from None
     except Exception as e:  # network errors come as requests/httpx/OSError types depending on the hub version
         raise _unavailable(info, url, f"download failed ({_describe(e)})") from None
+
+
+def _drop_incomplete(info, meta):
+    """Delete the partial blob of a refused download (huggingface_hub 1.2 keeps ``.incomplete`` files to resume)."""
+    etag = (getattr(meta, "etag", None) or "").strip('"')
+    if etag and "/" not in etag and ".." not in etag:
+        path = os.path.join(_hf_repo_folder(info), "blobs", etag + ".incomplete")
+        if os.path.exists(path):
+            os.remove(path)
 
 
 def _too_large(info, url, what):
