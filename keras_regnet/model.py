@@ -146,6 +146,11 @@ class RegNetModel(keras.Model):
         check_size(params.to_anynet() if isinstance(params, specs.RegNetParams) else params)
         shape = validate_input_shape(input_shape, include_top, pretrained=False, data_format=data_format)
         img_input = _image_input(input_tensor, shape)
+        if input_tensor is not None:  # the tensor's own size must pass the same check as input_shape
+            try:
+                validate_input_shape(tuple(img_input.shape[1:]), include_top, pretrained=False, data_format=data_format)
+            except ValueError as e:
+                raise ValueError(f"input_tensor of shape {tuple(img_input.shape)}: {e}") from None
         options = {
             "include_top": bool(include_top),
             "input_shape": list(img_input.shape[1:]),

@@ -375,3 +375,11 @@ def test_offline_without_a_cached_file_says_in_one_line_how_to_proceed(tmp_path,
             assert how in message, (how, message)
     # custom specs have no pretrained weights: their default is a random model, offline or not
     assert keras_regnet.build_model(dict(TINY, type="anynet"), input_shape=(32, 32, 3)).pretrained_cfg["weights"] is None
+
+
+def test_input_tensor_smaller_than_32_pixels_is_refused_like_input_shape():
+    small = keras.Input(shape=(16, 16, 3))
+    with pytest.raises(ValueError, match=r"input_tensor of shape \(None, 16, 16, 3\).*>= 32"):
+        keras_regnet.build_model("RegNetX-200MF", weights=None, input_tensor=small, include_top=False)
+    ok = keras_regnet.AnyNet(**TINY, input_tensor=keras.Input(shape=(32, 32, 3)), include_top=False)
+    assert ok.output_shape[1:3] == (1, 1)
