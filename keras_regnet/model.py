@@ -335,12 +335,20 @@ class RegNetModel(keras.Model):
     # ``model(x, training=False)``, ``predict`` and ``predict_on_batch`` ask the fast inference path first, which
     # keras_regnet.inference installs (layers.set_inference_path); it answers None wherever the Keras graph must run.
 
+    def _refuse_empty_batch(self, x):
+        """An empty batch fails deep inside the first BatchNorm (or in Keras's predict loop): say so in one line."""
+        shape = getattr(x, "shape", None)
+        if shape is not None and len(shape) > 0 and shape[0] == 0:
+            raise ValueError(f"{self.name} got an empty batch (input shape {tuple(shape)}): pass at least one image.")
+
     def call(self, inputs, training=None, mask=None, **kwargs):
+        self._refuse_empty_batch(inputs)
         path = inference_path()
         out = None if path is None or kwargs else path.call(self, inputs, training, mask)
         return super().call(inputs, training=training, mask=mask, **kwargs) if out is None else out
 
     def predict(self, x, *args, **kwargs):
+        self._refuse_empty_batch(x)
         path = inference_path()
         if path is None:
             return super().predict(x, *args, **kwargs)
@@ -348,6 +356,7 @@ class RegNetModel(keras.Model):
             return super().predict(x, *args, **kwargs)
 
     def predict_on_batch(self, x):
+        self._refuse_empty_batch(x)
         path = inference_path()
         if path is None:
             return super().predict_on_batch(x)

@@ -383,3 +383,12 @@ def test_input_tensor_smaller_than_32_pixels_is_refused_like_input_shape():
         keras_regnet.build_model("RegNetX-200MF", weights=None, input_tensor=small, include_top=False)
     ok = keras_regnet.AnyNet(**TINY, input_tensor=keras.Input(shape=(32, 32, 3)), include_top=False)
     assert ok.output_shape[1:3] == (1, 1)
+
+
+def test_an_empty_batch_is_refused_in_one_line():
+    m = keras_regnet.AnyNet(**TINY, input_shape=(32, 32, 3), classes=3)
+    empty = np.zeros((0, 32, 32, 3), "float32")
+    for call in (lambda: m(empty), lambda: m.predict(empty, verbose=0), lambda: m.predict_on_batch(empty)):
+        with pytest.raises(ValueError, match=r"empty batch \(input shape \(0, 32, 32, 3\)\): pass at least one image"):
+            call()
+    assert m(np.ones((1, 32, 32, 3), "float32")).shape == (1, 3)
