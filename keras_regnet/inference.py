@@ -393,6 +393,9 @@ def _key(model, state):
     if state.counter.untracked:
         return None
     layers = _compat().all_layers(model)
+    policies = {getattr(getattr(layer, "dtype_policy", None), "name", "float32") for layer in layers}
+    if policies != {"float32"}:
+        return None  # mixed precision: the Keras graph keeps each layer's own policy (a float32 softmax)
     return (int(state.counter.variable.numpy()), tuple(layer.trainable for layer in layers), model.dtype_policy.name)
 
 

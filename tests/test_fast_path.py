@@ -201,3 +201,15 @@ def test_other_backends_keep_the_keras_graph():
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "backend jax" in r.stdout
+
+
+def test_mixed_precision_models_run_the_keras_graph_and_keep_their_float32_softmax():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = _randomize(keras_regnet.AnyNet(**TINY_SE, input_shape=(32, 32, 3), classes=3))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = _images()
+    for out in (model.predict(x, verbose=0), model.predict(x, verbose=0), np.asarray(model(x)), np.asarray(model(x))):
+        assert out.dtype == np.float32 and np.allclose(out.sum(axis=-1), 1, atol=1e-2)
+    assert inference.fast_path_info(model)["active"] is False
