@@ -6,7 +6,7 @@ and everything that needs Keras is imported on first use. The package's Keras ob
 imported, in either order, so ``keras.saving.load_model("model.keras")`` works after ``import keras_regnet``.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 import importlib
 import importlib.abc
