@@ -17,6 +17,18 @@ try:  # some huggingface_hub versions (1.2 among them) read HF_HUB_OFFLINE once,
 except ImportError:
     pass
 
+# Code for a fresh interpreter (prefix it with ``BLOCKED = {...}``): a meta-path finder that makes the listed top-level
+# packages look uninstalled, as on an install without an extra (or a JAX-only one).
+BLOCKER = """
+import importlib.abc, sys
+class _Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, _Blocker())
+"""
+
 # A tiny AnyNet configuration: 4 stages, one block each, small widths; runs at 32-64 px in milliseconds.
 TINY = dict(depths=(1, 1, 1, 1), widths=(8, 16, 24, 32), bottleneck_ratios=(1, 1, 1, 1), group_widths=(8, 8, 8, 8))
 TINY_SE = dict(TINY, se_ratio=0.25)

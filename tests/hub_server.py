@@ -30,6 +30,8 @@ import re
 import threading
 import urllib.parse
 
+import pytest
+
 TOKEN = "hf_loopback_test_token"
 _LFS_SUFFIXES = (".h5", ".keras", ".safetensors", ".bin", ".npz", ".png", ".pb", ".tflite", ".onnx")
 
@@ -319,3 +321,11 @@ def child_env(server, tmp_path):
     return {"HF_ENDPOINT": server.url, "HF_TOKEN": server.token, "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
             "KERAS_HOME": str(tmp_path / "keras-home"), "HF_HUB_DISABLE_XET": "1",
             "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A loopback Hub (HF_ENDPOINT), a token, fresh caches; Xet disabled so binaries take the plain LFS path."""
+    with HubServer() as server:
+        activate(server, monkeypatch, tmp_path)
+        yield server

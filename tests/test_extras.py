@@ -9,20 +9,12 @@ import textwrap
 
 import pytest
 
+from conftest import BLOCKER  # a fresh interpreter's finder that hides the BLOCKED packages
+
 from keras_regnet import _extras
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A meta-path finder that makes the listed top-level packages look uninstalled (a fresh process, nothing imported).
-BLOCKER = """
-import importlib.abc, sys
-class _Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-sys.meta_path.insert(0, _Blocker())
-"""
 
 # Each entry point's call; run one after the other in one process, each outcome recorded.
 RUNNER = """

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY
-from hub_server import HubServer, activate
+from hub_server import HubServer, hub  # noqa: F401  (hub: the loopback Hub fixture)
 
 keras = pytest.importorskip("keras")
 
@@ -23,14 +23,6 @@ from keras_regnet.hub import (  # noqa: E402
 )
 
 NAMES = ["cat", "dog", "emu"]
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """A loopback Hub (HF_ENDPOINT), a token, fresh caches; Xet disabled so binaries take the plain LFS path."""
-    with HubServer() as server:
-        activate(server, monkeypatch, tmp_path)
-        yield server
 
 
 def _classifier(classes=3, **kwargs):

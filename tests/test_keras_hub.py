@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY
-from hub_server import HubServer, activate
+from hub_server import hub  # noqa: F401  (the loopback Hub fixture)
 
 keras_hub = pytest.importorskip("keras_hub", reason="keras-hub is not installed (pip install 'keras-regnet[keras-hub]')")
 import keras  # noqa: E402
@@ -15,13 +15,6 @@ import keras_regnet  # noqa: E402
 from keras_regnet.hub import save_to_preset, upload_preset  # noqa: E402
 
 NAMES = ["cat", "dog", "emu"]
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    with HubServer() as server:
-        activate(server, monkeypatch, tmp_path)
-        yield server
 
 
 def _images(n=2, size=64):

@@ -11,21 +11,13 @@ import time
 
 import pytest
 
+from conftest import BLOCKER  # a fresh interpreter's finder that hides the BLOCKED packages
+
 from keras_regnet import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAVY = ("tensorflow", "keras", "jax", "torch", "matplotlib", "scipy")
 
-# A meta-path finder that makes the listed top-level packages look uninstalled (as on a JAX-only install).
-BLOCKER = """
-import importlib.abc, sys
-class _Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-sys.meta_path.insert(0, _Blocker())
-"""
 
 
 def _run_cases(cases, cwd):
