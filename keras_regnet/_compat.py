@@ -34,7 +34,7 @@ from __future__ import annotations
 __all__ = [
     "KERAS_MIN", "KERAS_TESTED", "HOOKS", "producing_layer", "inbound_input_tensors", "call_count",
     "consumer_count", "run_through_graph", "all_layers", "optimizer_slot_index", "litert_ops_details",
-    "WEIGHTS_LAYER_PREFIX", "weights_file_layer_datasets", "tf_trainer_module",
+    "WEIGHTS_LAYER_PREFIX", "weights_file_layer_datasets", "tf_trainer_module", "in_layer_call",
 ]
 
 KERAS_MIN = "3.7.0"
@@ -48,6 +48,7 @@ HOOKS = {
     "consumer_count": ("Operation._outbound_nodes", "export.bn_fold"),
     "run_through_graph": ("Functional._run_through_graph(inputs, operation_fn, call_fn)", "inference"),
     "all_layers": ("Layer._flatten_layers(include_self=False, recursive=True)", "training.callbacks, inference"),
+    "in_layer_call": ("global_state attribute 'current_call_ctx'", "model (eager inference shortcut)"),
     "optimizer_slot_index": ("Optimizer._get_variable_index(variable)", "design_space.sweep (fused SGD step)"),
     "litert_ops_details": ("Interpreter._get_ops_details() (ai_edge_litert)", "export.tflite"),
     "weights_file_layer_datasets": ("the .weights.h5 layout: layer variables under 'layers/'", "saving"),
@@ -96,6 +97,18 @@ def all_layers(model):
     """Every layer inside ``model``, nested models' layers included (``model._flatten_layers(include_self=False,
     recursive=True)``, Keras 3.0 - 3.15: ``model.layers`` lists only the top level)."""
     return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def in_layer_call():
+    """Whether a Keras layer's ``__call__`` is running now (another layer or model is calling this one).
+
+    Keras keeps the outer call's context (its ``training`` flag, which nested calls inherit) in the global state
+    attribute ``current_call_ctx`` (``keras.src.backend.common.global_state``, Keras 3.0 - 3.15); no public API
+    tells whether a call is nested. The model's eager inference shortcut runs only for a top-level call.
+    """
+    from keras.src.backend.common import global_state
+
+    return global_state.get_global_attribute("current_call_ctx") is not None
 
 
 def optimizer_slot_index(optimizer, variable):

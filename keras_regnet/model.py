@@ -341,6 +341,15 @@ class RegNetModel(keras.Model):
         if shape is not None and len(shape) > 0 and shape[0] == 0:
             raise ValueError(f"{self.name} got an empty batch (input shape {tuple(shape)}): pass at least one image.")
 
+    def __call__(self, *args, **kwargs):
+        path = inference_path()
+        if path is not None and self.built and len(args) == 1:
+            self._refuse_empty_batch(args[0])
+            out = path.eager_call(self, args, kwargs)  # a top-level eager inference call, answered directly
+            if out is not None:
+                return out
+        return super().__call__(*args, **kwargs)
+
     def call(self, inputs, training=None, mask=None, **kwargs):
         self._refuse_empty_batch(inputs)
         path = inference_path()

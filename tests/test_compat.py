@@ -86,6 +86,21 @@ def test_all_layers():
     canary("all_layers", lambda: {"dense", "out", "top"} <= {layer.name for layer in _compat.all_layers(outer)})
 
 
+
+def test_in_layer_call():
+    seen = []
+
+    class Probe(keras.layers.Layer):
+        def call(self, x):
+            seen.append(_compat.in_layer_call())
+            return x
+
+    inputs = keras.Input((2,))
+    outer = keras.Model(inputs, Probe()(inputs))
+    seen.clear()
+    outer(np.zeros((1, 2), "float32"))
+    canary("in_layer_call", lambda: seen == [True] and _compat.in_layer_call() is False)
+
 def test_optimizer_slot_index():
     model, _ = _tiny()
     optimizer = keras.optimizers.SGD(0.1, momentum=0.9)

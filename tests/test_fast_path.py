@@ -172,6 +172,38 @@ def test_gradients_user_functions_and_other_shapes_use_the_keras_graph():
         model(_images(1, 40), training=False)
 
 
+def test_top_level_calls_skip_keras_call_machinery_and_nested_calls_keep_their_training_flag(monkeypatch):
+    model, x = _model(TINY_SE), _images()
+    _fast(model, x)
+    expected = _keras_graph(model, x)
+    # model(x), model(x, training=False) and a numpy batch are answered without keras.Model.__call__.
+    entered = []
+    original = keras.Model.__call__
+    monkeypatch.setattr(keras.Model, "__call__", lambda self, *a, **k: entered.append(1) or original(self, *a, **k))
+    before = inference.fast_path_info(model)["calls"]
+    for out in (model(x), model(x, training=False), model(tf.constant(x)), model(x, training=None)):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(out), expected, rtol=1e-5, atol=1e-5)
+    assert inference.fast_path_info(model)["calls"] == before + 4 and not entered
+    # training=True, and calls nested in another model's call (which pass its training flag on), run Keras.
+    inputs = keras.Input((32, 32, 3))
+    outer = keras.Model(inputs, model(inputs))
+    mean = model.get_layer("s1_b1_bn_a").moving_mean.numpy().copy()
+    calls = inference.fast_path_info(model)["calls"]
+    with tf.GradientTape() as tape:  # so the batch statistics' gradient path is the Keras one
+        train_out = outer(x, training=True)
+    assert tape is not None and inference.fast_path_info(model)["calls"] == calls
+    assert np.abs(model.get_layer("s1_b1_bn_a").moving_mean.numpy() - mean).max() > 0  # BN ran in training mode
+    assert np.abs(keras.ops.convert_to_numpy(train_out) - expected).max() > 1e-4
+    entered.clear()
+    model(x, training=True)
+    assert entered and inference.fast_path_info(model)["calls"] == calls
+    # Without a tape, a nested training call still runs the Keras graph (the outer model's flag reaches ours).
+    mean = model.get_layer("s1_b1_bn_a").moving_mean.numpy().copy()
+    outer(x, training=True)
+    assert np.abs(model.get_layer("s1_b1_bn_a").moving_mean.numpy() - mean).max() > 0
+    assert inference.fast_path_info(model)["calls"] == calls
+
+
 def test_set_fast_path_off_runs_the_keras_graph():
     model, x = _model(TINY), _images()
     inference.set_fast_path(model, False)
