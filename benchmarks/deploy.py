@@ -3,8 +3,10 @@
 Every model gets random weights (size and latency do not depend on weight values; see ``int8_accuracy.py`` for
 what int8 costs in accuracy) and is converted to TFLite the way a user converts a Keras model:
 ``tf.lite.TFLiteConverter.from_keras_model`` with ``Optimize.DEFAULT``, a representative data set (100 generated
-images) and ``TFLITE_BUILTINS_INT8`` only. RegNets go through :func:`keras_regnet.export.fold_batchnorm` first,
-as ``keras-regnet export`` does (the converter folds BatchNorm itself; the files are the same size and speed).
+images) and ``TFLITE_BUILTINS_INT8`` only. RegNets go through :func:`keras_regnet.export.fold_batchnorm` and
+:func:`keras_regnet.export.input_fold.fold_input_rescaling` first, as ``keras-regnet export`` does (the converter
+folds BatchNorm itself, so that changes nothing; folding the per-channel input normalisation into the stem conv
+removes two broadcasting int8 ops on the whole image).
 
 Timing is built to be trusted on a shared machine: every interpreter is created up front, then ``--rounds``
 rounds each time every model in turn (the order rotates per round), ``--runs`` invocations per model per round;
@@ -39,7 +41,10 @@ PUBLISHED_TOP1 = {
     "MobileNetV3Large": 75.6,
     "EfficientNetB0": 77.1,
 }
-MODELS = tuple(PUBLISHED_TOP1)
+# "<RegNet>-unfolded": the same RegNet converted with only its BatchNorm folded (the input normalisation left as two
+# per-channel ops on the image, as exports before the input fold had it): what the fold gains, in the same run.
+UNFOLDED = "-unfolded"
+MODELS = tuple(PUBLISHED_TOP1) + tuple(name + UNFOLDED for name in PUBLISHED_TOP1 if name.startswith("RegNet"))
 BASELINE = "EfficientNetB0"
 
 
@@ -78,7 +83,8 @@ def build(name, size):
 
     shape = (size, size, 3)
     if name.startswith("RegNet"):
-        return getattr(keras_regnet, name)(weights=None, input_shape=shape, name=name.lower())
+        return getattr(keras_regnet, name.removesuffix(UNFOLDED))(weights=None, input_shape=shape,
+                                                                   name=name.lower().replace("-", "_"))
     if name == "MobileNetV2":  # takes [-1, 1]: put its preprocess_input in the graph so every model gets [0, 255]
         inputs = keras.Input(shape)
         base = keras.applications.MobileNetV2(weights=None, input_shape=shape)
@@ -105,11 +111,15 @@ def user_convert(model, variant, calibration):
 
 
 def convert(name, model, variant, calibration):
-    """RegNets as ``keras-regnet export`` writes them (BatchNorm folded first), peers as a user converts them."""
+    """RegNets as ``keras-regnet export`` writes them (BatchNorm and input normalisation folded into the convs),
+    peers as a user converts them."""
     if name.startswith("RegNet"):
         from keras_regnet.export import fold_batchnorm
+        from keras_regnet.export.input_fold import fold_input_rescaling
 
         model, _ = fold_batchnorm(model)
+        if not name.endswith(UNFOLDED):
+            model, _ = fold_input_rescaling(model)
     return user_convert(model, variant, calibration)
 
 
@@ -161,7 +171,8 @@ def measure(names, size, rounds, runs, threads, variants=("fp32", "int8")):
     for name in names:
         start = time.perf_counter()
         model = build(name, size)
-        rows[name] = {"model": name, "top1": PUBLISHED_TOP1.get(name), "params_m": model.count_params() / 1e6}
+        rows[name] = {"model": name, "top1": PUBLISHED_TOP1.get(name.removesuffix(UNFOLDED)),
+                      "params_m": model.count_params() / 1e6}
         for variant in variants:
             content = convert(name, model, variant, calibration)
             deleg = delegation(content, threads)

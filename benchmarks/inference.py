@@ -1,8 +1,10 @@
 """CPU inference and training-step speed: keras-regnet vs timm (PyTorch), kimm, tf_keras and Keras's EfficientNet.
 
 Every model runs in its own worker process (so one framework's thread pools, caches and allocator never slow
-another's), with the same intra-op thread count (``--threads``, default 2) for every framework. The
-coordinator runs the rounds interleaved - round 1 of every model, then round 2 of every model, ... - so machine
+another's), with the same intra-op thread count (``--threads``, default 2) for every framework and each
+framework's own inter-op default (``--inter-op`` sets one for all; TensorFlow's default runs independent ops of a
+graph, such as a convolution's filter and input gradients, side by side; PyTorch's inter-op pool does not run an
+eager model's forward or backward pass). The coordinator runs the rounds interleaved - round 1 of every model, then round 2 of every model, ... - so machine
 noise hits every model alike, and reports medians with the spread (min-max for throughput and training, IQR for
 latency). Peers that are not installed (torch + timm, kimm, tf_keras) are skipped with a note.
 
@@ -145,8 +147,8 @@ def _import_torchvision(torch):
 
 
 class _Worker:
-    def __init__(self, label, size, threads):
-        self.label, self.size, self.threads = label, size, threads
+    def __init__(self, label, size, threads, inter_op=0):
+        self.label, self.size, self.threads, self.inter_op = label, size, threads, inter_op
         self.framework = MODELS[label][0]
         import numpy as np
 
@@ -161,7 +163,8 @@ class _Worker:
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(self.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        if self.inter_op:
+            tf.config.threading.set_inter_op_parallelism_threads(self.inter_op)
         import keras
 
         shape = (self.size, self.size, 3)
@@ -195,7 +198,7 @@ class _Worker:
         self.sync = lambda r: r.numpy()
         self.threads_note = (
             f"TF intra-op {tf.config.threading.get_intra_op_parallelism_threads()}, "
-            f"inter-op {tf.config.threading.get_inter_op_parallelism_threads()}, "
+            f"inter-op {tf.config.threading.get_inter_op_parallelism_threads() or 'default (cores)'}, "
             f"oneDNN {'on' if os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1') != '0' else 'off'}"
         )
 
@@ -206,10 +209,11 @@ class _Worker:
         import timm
 
         torch.set_num_threads(self.threads)
-        try:
-            torch.set_num_interop_threads(1)
-        except RuntimeError:
-            pass
+        if self.inter_op:
+            try:
+                torch.set_num_interop_threads(self.inter_op)
+            except RuntimeError:
+                pass
         self.torch = torch
         self.model = timm.create_model("regnety_006", pretrained=False).eval()
 
@@ -288,13 +292,13 @@ class _Worker:
         return out
 
 
-def worker_main(label, size, threads):
+def worker_main(label, size, threads, inter_op=0):
     def send(obj):
         sys.stdout.write(PROTO + json.dumps(obj) + "\n")
         sys.stdout.flush()
 
     try:
-        w = _Worker(label, size, threads)
+        w = _Worker(label, size, threads, inter_op)
         send({"ready": True, "threads": w.threads_note})
     except Exception as e:  # reported to the coordinator, which skips this model
         send({"ready": False, "error": f"{type(e).__name__}: {e}"})
@@ -313,13 +317,14 @@ def worker_main(label, size, threads):
 
 
 class _Proxy:
-    def __init__(self, label, size, threads, omp_passive=False):
+    def __init__(self, label, size, threads, omp_passive=False, inter_op=0):
         self.label = label
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         if omp_passive:
             env["OMP_WAIT_POLICY"] = "PASSIVE"
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", label, "--size", str(size), "--threads", str(threads)],
+            [sys.executable, os.path.abspath(__file__), "--worker", label, "--size", str(size), "--threads", str(threads),
+             "--inter-op", str(inter_op)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
         )
 
@@ -373,7 +378,7 @@ def run(args):
     proxies = {}
     threads = {}
     for label in active:  # start one at a time: start-up is heavy and must not overlap timing
-        p = _Proxy(label, args.size, args.threads, args.omp_passive)
+        p = _Proxy(label, args.size, args.threads, args.omp_passive, args.inter_op)
         hello = p.recv()
         if not hello.get("ready"):
             notes.append(f"{label}: skipped ({hello.get('error')})")
@@ -385,7 +390,8 @@ def run(args):
     try:
         for r in range(args.rounds):
             for label, p in proxies.items():
-                for key, what, batch, reps in (("thr", "infer", args.batch, 1), ("lat", "infer", 1, args.latency_repeats)):
+                for key, what, batch, reps in (("thr", "infer", args.batch, args.throughput_repeats),
+                                               ("lat", "infer", 1, args.latency_repeats)):
                     reply = p.ask(what=what, batch=batch, repeats=reps)
                     if "error" in reply:
                         raise SystemExit(f"error: {label} failed: {reply['error']}")
@@ -395,7 +401,7 @@ def run(args):
         trainers = [l for l in proxies if MODELS[l][2] and (wanted is None or l in wanted)] if args.train else []
         for r in range(args.train_rounds if trainers else 0):
             for label in trainers:
-                reply = proxies[label].ask(what="train", batch=args.batch, repeats=1)
+                reply = proxies[label].ask(what="train", batch=args.batch, repeats=args.train_repeats)
                 if "error" in reply:
                     raise SystemExit(f"error: {label} training failed: {reply['error']}")
                 results[label]["train"] += reply["times"]
@@ -410,6 +416,8 @@ def run(args):
                     "load_start": load_start, "load_end": load_average()},
         "versions": versions(),
         "settings": {"size": args.size, "batch": args.batch, "threads": args.threads, "rounds": args.rounds,
+                     "inter_op": args.inter_op or "framework default", "latency_repeats": args.latency_repeats,
+                     "throughput_repeats": args.throughput_repeats, "train_repeats": args.train_repeats,
                      "train_rounds": args.train_rounds if args.train else 0, "per_model_threads": threads,
                      "omp_wait_policy": "PASSIVE" if args.omp_passive else os.environ.get("OMP_WAIT_POLICY", "default")},
         "notes": notes,
@@ -459,7 +467,10 @@ def print_summary(s):
     print(f"load average (1/5/15 min) at start: {mach['load_start']}; at end: {mach['load_end']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in s["versions"].items()))
     print(f"settings: {st['size']} px, batch {st['batch']}, {st['threads']} intra-op threads per framework, "
-          f"{st['rounds']} interleaved rounds, one worker process per model")
+          f"inter-op threads: {st.get('inter_op', 1)}, {st['rounds']} interleaved rounds "
+          f"({st.get('throughput_repeats', 1)} batches and {st.get('latency_repeats', '?')} batch-1 calls per model "
+          f"each), training: {st.get('train_rounds')} rounds x {st.get('train_repeats', 1)} steps; one worker process "
+          f"per model")
     for label, note in st["per_model_threads"].items():
         print(f"  threads {label}: {note}")
     print(f"  OMP_WAIT_POLICY (PyTorch's OpenMP pool): {st['omp_wait_policy']}")
@@ -537,6 +548,13 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every framework (default 2)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved inference rounds (default 7)")
     parser.add_argument("--latency-repeats", type=int, default=10, help="batch-1 calls per round (default 10)")
+    parser.add_argument("--throughput-repeats", type=int, default=3,
+                        help="batches (of --batch) timed per model per round (default 3)")
+    parser.add_argument("--train-repeats", type=int, default=2,
+                        help="training steps timed per model per training round (default 2)")
+    parser.add_argument("--inter-op", type=int, default=0,
+                        help="inter-op threads for every framework (default 0: each framework's own default, as its "
+                             "users run it: TensorFlow one per core; PyTorch's pool does not run an eager model)")
     parser.add_argument("--train-rounds", type=int, default=5, help="interleaved training rounds (default 5)")
     parser.add_argument("--no-train", dest="train", action="store_false", help="skip the training-step timing")
     parser.add_argument("--trainers", help="comma-separated labels whose training step is timed (default: every "
@@ -550,11 +568,12 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in ("size", "batch", "threads", "rounds", "latency_repeats", "train_rounds", "runs"):
+    for name in ("size", "batch", "threads", "rounds", "latency_repeats", "train_rounds", "runs", "throughput_repeats",
+                 "train_repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
     if args.worker:
-        return worker_main(args.worker, args.size, args.threads)
+        return worker_main(args.worker, args.size, args.threads, args.inter_op)
     if args.quick:
         args.size, args.batch, args.rounds, args.latency_repeats, args.train_rounds = 64, 4, 2, 2, 2
     summaries = []

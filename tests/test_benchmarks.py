@@ -94,3 +94,22 @@ def test_inference_benchmark_summarises_ratios_and_checks_across_runs():
     # Every label the benchmark offers is described and the bfloat16 peers need torch + timm.
     assert {"ours-default", "ours-bf16", "timm-bf16"} <= set(bench.MODELS)
     assert bench.REQUIRES["timm-bf16"] == ("torch", "timm")
+
+
+@pytest.mark.slow
+def test_train_profile_splits_the_step_by_layer_role(tmp_path):
+    out = tmp_path / "profile.json"
+    r = _run(["benchmarks/train_profile.py", "--model", "RegNetY200MF", "--batch", "2", "--size", "64", "--steps",
+              "1", "--json", str(out)], timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for needle in ("machine:", "grouped 3x3 conv (conv_b)", "BatchNorm", "Squeeze-and-Excitation",
+                   "optimizer (SGD update)"):
+        assert needle in r.stdout, (needle, r.stdout)
+    data = json.loads(out.read_text())
+    groups = {group for group, _, _, _ in data["parts"]}
+    assert {"grouped 3x3 conv (conv_b)", "1x1 conv conv_a", "BatchNorm (+ fused ReLU)"} <= groups
+    assert abs(sum(ms for *_, ms in data["parts"]) - data["op_ms_per_step"]) < 1e-6
+    other = sum(ms for group, *_, ms in data["parts"] if group == "other")
+    assert other < 0.2 * data["op_ms_per_step"], data  # nearly every op is attributed to a layer role
+    filters = [ms for group, direction, part, ms in data["parts"] if group.startswith("grouped") and part == "filter"]
+    assert filters and filters[0] > 0  # the conv's gradient is split into filter and input parts

@@ -16,7 +16,8 @@ where the Keras model is decisive the files must agree on the top-1 class at lea
 float32 files must also match closely. A failed check raises :class:`ExportError` and leaves nothing behind: the
 export is built in a hidden staging directory and renamed to the next free version number in one step when
 complete (a model directory this export created is removed again on failure). Exported graphs have their
-BatchNorms folded into the convs (:func:`fold_batchnorm`).
+BatchNorms folded into the convs (:func:`fold_batchnorm`); TFLite files also have the input normalisation folded
+into the stem conv (:mod:`keras_regnet.export.input_fold`).
 
 The model describes itself: class names for ``top_k_labels`` come from :func:`keras_regnet.pretrained.class_names`
 and the bytes signature's eval transform from :func:`keras_regnet.pretrained.eval_config` (both read the model's
@@ -361,8 +362,12 @@ def _build(model, plan, options, stage, verify, calibration, report):
         if options.tflite:
             from keras_regnet.export import tflite as tfl
 
-            mobile = tfl.fixed_size_model(folded, plan.eval["size"])
+            from keras_regnet.export.input_fold import fold_input_rescaling
+
+            mobile, input_folded = fold_input_rescaling(folded)  # int8: per-channel input ops cost more than the stem
+            mobile = tfl.fixed_size_model(mobile, plan.eval["size"])
             report["tflite"] = {}
+            report["tflite_input_normalization_folded"] = input_folded
             for variant in options.tflite:
                 bar.set_postfix_str(f"tflite {variant}")
                 report["tflite"][variant] = _export_tflite(
