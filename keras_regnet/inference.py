@@ -5,6 +5,8 @@ from a snapshot of the model's weights, as one traced ``tf.function`` built for 
 
 * every BatchNormalization that follows a convolution is folded into it
   (:func:`keras_regnet.export.bn_fold.fold_batchnorm`), so a conv block is one fused oneDNN conv + bias + ReLU;
+* the built-in input normalisation is folded into the stem conv (:mod:`keras_regnet.export.input_fold`), which
+  saves a multiply and an add over the whole input image;
 * weights are graph constants, not variables: grappler folds them, and oneDNN prepacks constant filters once
   instead of reordering them on every call;
 * a 1x1 convolution on a 1x1 feature map (the Squeeze-and-Excitation MLP) runs as a matrix multiply, which
@@ -127,6 +129,8 @@ class _Emitter:
                 return tf.cast(tf.reduce_mean(tf.cast(x, tf.float32), axis=[1, 2], keepdims=bool(layer.keepdims)),
                                x.dtype)
             return tf.reduce_mean(x, axis=[1, 2], keepdims=bool(layer.keepdims))
+        if kind == "ValuePad2D":
+            return layer.call(x)  # concatenated constant bands: plain TF ops on this backend
         if kind == "ZeroPadding2D" and layer.data_format == "channels_last":
             (top, bottom), (left, right) = layer.padding
             return tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
@@ -207,11 +211,12 @@ def _graph_model(model):
     return model
 
 
-def inference_function(model, *, fold_bn=True, matmul_se=True, jit_compile=False, input_signature=None,
-                       precision="float32"):
+def inference_function(model, *, fold_bn=True, fold_input=True, matmul_se=True, jit_compile=False,
+                       input_signature=None, precision="float32"):
     """A traced ``tf.function`` computing ``model(x, training=False)`` fast (see the module docstring).
 
-    ``fold_bn`` folds BatchNorm into convs; ``matmul_se`` runs 1x1 convs of 1x1 maps as matmuls; ``jit_compile``
+    ``fold_bn`` folds BatchNorm into convs; ``fold_input`` folds the input normalisation into the stem conv
+    (:mod:`keras_regnet.export.input_fold`: one multiply and one add over the whole input fewer); ``matmul_se`` runs 1x1 convs of 1x1 maps as matmuls; ``jit_compile``
     compiles with XLA (slower for grouped convs on CPU as measured; off by default). ``input_signature``
     defaults to the model's input shape with a free batch dimension. ``precision="bfloat16"`` runs convolutions,
     matmuls and additions in bfloat16 (weights rounded once; pooling means and the classifier in float32; outputs
@@ -233,6 +238,11 @@ def inference_function(model, *, fold_bn=True, matmul_se=True, jit_compile=False
         from keras_regnet.export.bn_fold import fold_batchnorm
 
         model, _ = fold_batchnorm(model)
+    input_folded = False
+    if fold_input:
+        from keras_regnet.export.input_fold import fold_input_rescaling
+
+        model, input_folded = fold_input_rescaling(model)
     if input_signature is None:
         input_signature = [
             tf.TensorSpec([None, *t.shape[1:]], getattr(t.dtype, "name", t.dtype) or "float32", name=f"input_{i}")
@@ -249,6 +259,7 @@ def inference_function(model, *, fold_bn=True, matmul_se=True, jit_compile=False
     fn = tf.function(forward, input_signature=input_signature, jit_compile=jit_compile, autograph=False)
     fn.get_concrete_function()  # trace now: errors surface here and the first call is fast
     fn.report = {"emitted": dict(emitter.emitted), "keras_layers": dict(emitter.fallback), "bn_folded": fold_bn,
+                 "input_folded": input_folded,
                  "precision": precision}
     return fn
 

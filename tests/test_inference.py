@@ -41,11 +41,14 @@ def test_outputs_equal_keras_model(spec):
     assert out.shape == ref.shape == (3, 10)
     assert np.abs(ref).max() > 0.1  # logits of a real magnitude, so 1e-5 is a meaningful bound
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
-    # Every layer became plain TF ops (no Keras layer called) and every BN was folded away.
+    # Every layer became plain TF ops (no Keras layer called), every BN was folded away and so was the input
+    # normalisation (its Rescaling is one more Identity; the stem's zero padding pads with the normalised zero).
     assert fast.report["keras_layers"] == {}
-    assert fast.report["emitted"]["Identity"] == sum(
+    assert fast.report["input_folded"] and fast.report["emitted"]["ValuePad2D"] == 1
+    assert fast.report["emitted"]["Identity"] == 1 + sum(
         isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers
     )
+    assert "Rescaling" not in fast.report["emitted"]
     graph_ops = {op.type for op in fast.function.get_concrete_function().graph.get_operations()}
     assert "ReadVariableOp" not in graph_ops  # weights are constants
     if spec is TINY_SE:
