@@ -478,7 +478,9 @@ def print_summary(s):
         busy = float(mach["load_start"].split()[0]) > 0.5 * (mach["cores"] or 1)
     except (ValueError, IndexError):
         busy = False
-    if busy:
+    if busy and s.get("after_previous_run"):
+        print("  (the load average at the start includes the previous run of this benchmark, which just ended)")
+    elif busy:
         print("  WARNING: the machine was busy when the run started (load average above half the cores): absolute "
               "timings are inflated and OpenMP spin-waiting (PyTorch) suffers most; rerun on a quiet machine.")
     for note in s["notes"]:
@@ -581,6 +583,7 @@ def main(argv=None):
         if args.runs > 1:
             print(f"\n=== run {i + 1} of {args.runs}", flush=True)
         summaries.append(run(args))
+        summaries[-1]["after_previous_run"] = i > 0
         print_summary(summaries[-1])
     summary = summaries[0]
     if args.runs > 1:
