@@ -17,6 +17,7 @@ delegate (each a separate builtin kernel dispatch). Machine, load and versions a
     python benchmarks/deploy.py                                          # RegNetY600MF vs EfficientNetB0, 224 px
     python benchmarks/deploy.py --models RegNetY200MF,RegNetY600MF,MobileNetV2,EfficientNetB0 --rounds 7
     python benchmarks/deploy.py --profile RegNetY600MF                   # per-stage int8 latency of one model
+    python benchmarks/deploy.py --stem                                   # the int8 stem with its input side in 5 forms
 """
 
 from __future__ import annotations
@@ -255,6 +256,57 @@ def profile(name, size, rounds, runs, threads):
     return "\n".join(lines)
 
 
+# Stem forms timed by --stem: what the int8 stem's time is made of. Each builds input (size, size, 3) in [0, 255] ->
+# the form -> ReLU -> global average pool (a small output, so dequantising it costs nothing).
+STEM_FORMS = {
+    "normalise + pad + conv (unfolded export)": "per_channel",
+    "pad + conv, no normalisation": "none",
+    "scalar normalise + pad + conv": "scalar",
+    "per-channel subtract + pad + conv": "subtract",
+    "value pad + conv (folded export)": "folded",
+}
+
+
+def stem_model(form, size):
+    """RegNet's int8 stem (3x3 stride-2 conv to 32 channels) with its input side in one of :data:`STEM_FORMS`."""
+    import keras
+    import numpy as np
+
+    from keras_regnet.export.input_fold import ValuePad2D
+    from keras_regnet.preprocessing import normalization_constants
+
+    scale, offset = (np.asarray(v, np.float32) for v in normalization_constants(3))
+    inputs = keras.Input((size, size, 3))
+    x = inputs
+    if form == "per_channel":
+        x = keras.layers.Rescaling(scale.reshape(1, 1, 3).tolist(), offset.reshape(1, 1, 3).tolist())(x)
+    elif form == "scalar":
+        x = keras.layers.Rescaling(float(scale.mean()), float(offset.mean()))(x)
+    elif form == "subtract":
+        x = keras.layers.Rescaling(1.0, (offset / scale).reshape(1, 1, 3).tolist())(x)
+    if form == "folded":
+        x = ValuePad2D(((1, 1), (1, 1)), -offset / scale)(x)
+    else:
+        x = keras.layers.ZeroPadding2D(1)(x)
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="valid")(x)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+    return keras.Model(inputs, x)
+
+
+def stems(size, rounds, runs, threads):
+    """int8 latency of the stem forms, timed interleaved: a markdown table."""
+    from keras_regnet.export.representative import sample_images
+
+    calibration = sample_images(100, size)
+    timers = {name: Timer(user_convert(stem_model(form, size), "int8", calibration), threads)
+              for name, form in STEM_FORMS.items()}
+    times = interleaved(timers, rounds, runs)
+    lines = ["| int8 stem form | ms (min-max of round medians) |", "|---|---:|"]
+    for name, values in times.items():
+        lines.append(f"| {name} | {statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f}) |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -265,11 +317,16 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=30, help="timed invocations per model per round (default 30)")
     parser.add_argument("--threads", type=int, default=2, help="LiteRT threads (default 2)")
     parser.add_argument("--profile", help="instead: per-stage int8 latency of this RegNet")
+    parser.add_argument("--stem", action="store_true",
+                        help="instead: int8 latency of the stem with its input normalisation in several forms")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     print(f"# machine: {machine()}", flush=True)
     if args.profile:
         print(profile(args.profile, args.size, args.rounds, args.runs, args.threads))
+        return 0
+    if args.stem:
+        print(stems(args.size, args.rounds, args.runs, args.threads))
         return 0
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = sorted(set(names) - set(MODELS))
