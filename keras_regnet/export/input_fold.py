@@ -3,14 +3,15 @@
 A keras-regnet model takes RGB pixels in [0, 255] and normalises them per channel (``Rescaling``: ``x * s + o``)
 before the stem's zero padding and 3x3 convolution. In a full-integer TFLite file that per-channel multiply and
 add on the whole input image run as two broadcasting int8 ops that cost more than the stem convolution itself
-(about 0.55 ms of a 1.8 ms RegNetY600MF int8 call on 2 AVX-512 cores; a scalar rescaling costs a tenth of that).
+(``python benchmarks/deploy.py --stem``: about 0.58 ms more than the stem without them on 2 AVX-512 cores, a
+third of RegNetY600MF's int8 time; a scalar rescaling costs nothing measurable).
 
 Folding: ``conv(W, pad0(x * s + o)) == conv(W * s, padm(x)) + sum(W * o)`` where ``padm`` pads with the pixel value
 ``m = -o / s`` that normalises to 0 (zero padding in normalised space is padding with ``m`` in pixel space), so the
 result is the same function up to float rounding, borders included. The padding becomes :class:`ValuePad2D`
 (concatenated constant rows and columns, cheap), the normalisation disappears, and the conv gets a bias. Every op
-of the folded int8 RegNetY600MF runs in XNNPACK but the final softmax; its batch-1 latency fell from 2.11 to
-1.41 ms in one interleaved comparison (5 rounds, 2 threads; ``benchmarks/deploy.py`` has the peer comparison).
+of the folded int8 RegNetY600MF runs in XNNPACK but the final softmax (``benchmarks/deploy.py`` times the file
+with and without the fold against EfficientNetB0; docs/deployment.md has the figures).
 """
 
 from __future__ import annotations
