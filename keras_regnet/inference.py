@@ -497,7 +497,11 @@ def eager_call(model, args, kwargs):
     state = model.__dict__.get(_STATE_ATTR)
     if state is None or not state.enabled or state.fast is None and state.failure is not None:
         return None
-    tf = _tf()
+    # A plain import (state exists only on the TensorFlow backend): the model's __call__ is user code to AutoGraph,
+    # which converts what it calls inside a user's tf.function, and _extras.require's importlib.import_module would
+    # make it warn that it cannot convert importlib's internals.
+    import tensorflow as tf
+
     if not tf.executing_eagerly() or _compat().tape_recording() or _compat().in_layer_call():
         return None
     x = _as_input(tf, model, args[0])

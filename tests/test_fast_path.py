@@ -204,6 +204,28 @@ def test_top_level_calls_skip_keras_call_machinery_and_nested_calls_keep_their_t
     assert inference.fast_path_info(model)["calls"] == calls
 
 
+def test_calling_the_model_in_a_users_autograph_function_converts_cleanly():
+    """The model's __call__ is user code to AutoGraph: what it runs inside a tf.function must convert without the
+    "AutoGraph could not transform" warnings (an importlib call on that path made one per trace)."""
+    import logging
+
+    model, x = _model(TINY), _images()
+    messages = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Collect()
+    logging.getLogger("tensorflow").addHandler(handler)
+    try:
+        out = tf.function(lambda t: model(t, training=False))(x)
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    assert not [m for m in messages if "AutoGraph" in m], messages
+    np.testing.assert_allclose(out.numpy(), _keras_graph(model, x), rtol=1e-5, atol=1e-5)
+
+
 def test_set_fast_path_off_runs_the_keras_graph():
     model, x = _model(TINY), _images()
     inference.set_fast_path(model, False)
