@@ -504,7 +504,12 @@ def eager_call(model, args, kwargs):
 
     if not tf.executing_eagerly() or _compat().tape_recording() or _compat().in_layer_call():
         return None
-    x = _as_input(tf, model, args[0])
+    return _answer_eagerly(tf, model, state, args[0])
+
+
+def _answer_eagerly(tf, model, state, inputs):
+    """The fast path's outputs for ``inputs`` (eager, no tape), or None when it cannot answer them."""
+    x = _as_input(tf, model, inputs)
     if x is None:
         return None
     fast = _current(model)
@@ -528,16 +533,7 @@ def fast_call(model, inputs, training=None, mask=None):
         return None
     tf = _tf()
     if tf.executing_eagerly():
-        if _compat().tape_recording():
-            return None
-        x = _as_input(tf, model, inputs)
-        if x is None:
-            return None
-        fast = _current(model)
-        if fast is None:
-            return None
-        state.calls += 1
-        return fast.function(x)
+        return None if _compat().tape_recording() else _answer_eagerly(tf, model, state, inputs)
     if _PREDICTING and _PREDICTING[-1] is model and state.predict_with is not None:
         # Tracing the predict function that prepare_predict re-made for the current fast path.
         x = _as_input(tf, model, inputs)
