@@ -297,7 +297,10 @@ def test_timm_safetensors_fixture_gives_timm_logits_in_channels_first(kind):
                        classifier_activation=None, weights=path)
         logits[fmt] = np.asarray(model(images if fmt == "channels_last" else _to_first(images)))
     assert np.abs(logits["channels_first"] - ref["logits"]).max() <= 1e-4
-    assert np.abs(logits["channels_first"] - logits["channels_last"]).max() <= 1e-5
+    # Relative to the logits' size (up to 28 here), as for the feature maps above: the channels_last call runs the
+    # fast inference path (BatchNorm and the input normalisation folded into the convs), which rounds differently.
+    scale = max(1.0, float(np.abs(logits["channels_last"]).max()))
+    assert np.abs(logits["channels_first"] - logits["channels_last"]).max() <= 1e-5 * scale
 
 
 def test_dot_keras_file_rebuilds_in_the_format_it_was_saved_in(tmp_path):
