@@ -78,3 +78,17 @@ def test_int8_file_loses_the_input_multiply_and_adds_no_op_outside_xnnpack():
     reference = np.asarray(model(x, training=False))
     out = tflite.run(content, x, threads=1)
     assert (np.argmax(out, -1) == np.argmax(reference, -1)).mean() >= 0.75
+
+
+def test_tensorflow_whose_converter_aborts_is_refused_in_one_line(monkeypatch, tmp_path):
+    """TF 2.16's TFLite converter aborts the process on Keras 3 models: refuse before converting or writing."""
+    from keras_regnet.export import ExportError, export_model, tflite
+
+    monkeypatch.setattr(tf, "__version__", "2.16.1")
+    with pytest.raises(RuntimeError, match=r"needs TensorFlow >= 2\.17.*--tflite none"):
+        tflite.convert(_model(32), "fp32")
+    with pytest.raises(ExportError, match=r"needs TensorFlow >= 2\.17"):
+        export_model(_model(32), output_dir=str(tmp_path / "out"), name="m")
+    assert not (tmp_path / "out").exists()  # nothing written
+    monkeypatch.setattr(tf, "__version__", "2.17.1")
+    tflite.check_converter(tf)  # accepted

@@ -296,6 +296,15 @@ def export_model(model, output_dir="saved_models", name=None, options=None, **ov
 
     require("tensorflow", "tensorflow", "keras_regnet.export (SavedModel, TFLite)")
     options = dataclasses.replace(options or ExportOptions(), **overrides).validated()
+    if options.tflite:
+        import tensorflow as tf
+
+        from keras_regnet.export.tflite import check_converter
+
+        try:
+            check_converter(tf)  # before anything is written: this TensorFlow's converter would abort the process
+        except RuntimeError as e:
+            raise ExportError(str(e)) from None
     plan = _plan(model, output_dir, name, options)
     notes = check_model_dir(plan.base, plan.fingerprint)
     verify, calibration = _load_verification_images(plan, options)

@@ -26,6 +26,26 @@ from keras_regnet._quiet import quiet
 __all__ = ["VARIANTS", "convert", "op_counts", "evaluate", "latency_ms", "fixed_size_model", "delegation",
            "input_quantization"]
 
+# TF 2.16's TFLite converter aborts the whole process on Keras 3 models ("error: missing attribute 'value'",
+# "LLVM ERROR: Failed to infer result type(s)", SIGABRT), even for a single Conv2D; 2.17.1 converts them (checked
+# with Keras 3.7.0 on Python 3.10).
+MIN_TF_FOR_TFLITE = (2, 17)
+
+
+def check_converter(tf):
+    """Refuse, in one line, a TensorFlow whose TFLite converter would abort the process on a Keras 3 model."""
+    try:
+        version = tuple(int(part) for part in tf.__version__.split(".")[:2])
+    except ValueError:
+        return  # a development build: let the converter try
+    if version < MIN_TF_FOR_TFLITE:
+        raise RuntimeError(
+            f"TFLite conversion needs TensorFlow >= {'.'.join(map(str, MIN_TF_FOR_TFLITE))}: TensorFlow "
+            f"{tf.__version__}'s converter aborts the process on Keras 3 models. pip install 'tensorflow>=2.17', "
+            "or export without TFLite (--tflite none)."
+        )
+
+
 # variant: what it is
 VARIANTS = {
     "fp32": "float32 weights and activations",
@@ -58,6 +78,7 @@ def convert(model, variant="fp32", representative=None):
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown TFLite variant {variant!r}; choose from {', '.join(VARIANTS)}.")
+    check_converter(tf)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if variant != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
