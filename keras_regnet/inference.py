@@ -216,12 +216,13 @@ def inference_function(model, *, fold_bn=True, fold_input=True, matmul_se=True, 
     """A traced ``tf.function`` computing ``model(x, training=False)`` fast (see the module docstring).
 
     ``fold_bn`` folds BatchNorm into convs; ``fold_input`` folds the input normalisation into the stem conv
-    (:mod:`keras_regnet.export.input_fold`: one multiply and one add over the whole input fewer); ``matmul_se`` runs 1x1 convs of 1x1 maps as matmuls; ``jit_compile``
-    compiles with XLA (slower for grouped convs on CPU as measured; off by default). ``input_signature``
-    defaults to the model's input shape with a free batch dimension. ``precision="bfloat16"`` runs convolutions,
-    matmuls and additions in bfloat16 (weights rounded once; pooling means and the classifier in float32; outputs
-    float32): about twice as fast on CPUs with AVX512-BF16 or AMX. Returns the function; its ``.report``
-    attribute tells which layers were emitted as plain TF ops and which were called as Keras layers.
+    (:mod:`keras_regnet.export.input_fold`: one multiply and one add over the whole input fewer); ``matmul_se``
+    runs 1x1 convs of 1x1 maps as matmuls; ``jit_compile`` compiles with XLA (slower for grouped convs on CPU as
+    measured; off by default). ``input_signature`` defaults to the model's input shape with a free batch
+    dimension. ``precision="bfloat16"`` runs convolutions, matmuls and additions in bfloat16 (weights rounded once;
+    pooling means and the classifier in float32; outputs float32): about twice as fast on CPUs with AVX512-BF16
+    or AMX. Returns the function; its ``.report`` attribute tells which layers were emitted as plain TF ops and
+    which were called as Keras layers.
     """
     tf = _tf()
     import keras

@@ -15,7 +15,7 @@ import numpy as np
 
 from keras_regnet import _compat
 
-__all__ = ["fold_batchnorm", "foldable_pairs"]
+__all__ = ["fold_batchnorm", "foldable_pairs", "conv_kernel_and_bias", "copy_weights"]
 
 
 def _single_producer(layer):
@@ -53,10 +53,34 @@ def foldable_pairs(model):
     return pairs
 
 
-def _folded_weights(conv, bn):
-    """(kernel, bias) of ``conv`` with ``bn`` (inference mode) folded in, computed in float64."""
+def conv_kernel_and_bias(conv):
+    """(kernel, bias) of ``conv`` in float64; a zero bias when it has none."""
     kernel = np.asarray(conv.kernel.numpy(), np.float64)
     bias = np.asarray(conv.bias.numpy(), np.float64) if conv.use_bias else np.zeros(kernel.shape[-1])
+    return kernel, bias
+
+
+def copy_weights(model, clone, skip=(), replaced=None):
+    """Give each weighted layer of ``clone`` the weights of the same-named layer of ``model``.
+
+    Layers named in ``skip`` are left alone; ``replaced`` maps a conv's name to the (kernel, bias) it gets instead
+    (its clone was built with a bias)."""
+    replaced = replaced or {}
+    for layer in model.layers:
+        if layer.name in skip or not layer.weights:
+            continue
+        new = clone.get_layer(layer.name)
+        if layer.name in replaced:
+            kernel, bias = replaced[layer.name]
+            new.kernel.assign(kernel.astype(new.kernel.dtype))
+            new.bias.assign(bias.astype(new.bias.dtype))
+        else:
+            new.set_weights(layer.get_weights())
+
+
+def _folded_weights(conv, bn):
+    """(kernel, bias) of ``conv`` with ``bn`` (inference mode) folded in, computed in float64."""
+    kernel, bias = conv_kernel_and_bias(conv)
     mean = np.asarray(bn.moving_mean.numpy(), np.float64)
     var = np.asarray(bn.moving_variance.numpy(), np.float64)
     gamma = np.asarray(bn.gamma.numpy(), np.float64) if bn.scale else np.ones_like(mean)
@@ -95,14 +119,6 @@ def fold_batchnorm(model):
         return layer(args[0]) if layer.name in pairs else layer(*args, **kwargs)
 
     folded = keras.models.clone_model(model, clone_function=clone, call_function=call)
-    for layer in model.layers:
-        if layer.name in nested or layer.name in pairs or not layer.weights:
-            continue
-        new = folded.get_layer(layer.name)
-        if layer.name in convs:
-            kernel, bias = _folded_weights(layer, model.get_layer(convs[layer.name]))
-            new.kernel.assign(kernel.astype(new.kernel.dtype))
-            new.bias.assign(bias.astype(new.bias.dtype))
-        elif layer.weights:
-            new.set_weights(layer.get_weights())
+    folded_convs = {conv: _folded_weights(model.get_layer(conv), model.get_layer(bn)) for conv, bn in convs.items()}
+    copy_weights(model, folded, skip={*nested, *pairs}, replaced=folded_convs)
     return folded, len(pairs) + sum(nested.values())

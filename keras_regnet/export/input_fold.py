@@ -19,13 +19,15 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_regnet.export.bn_fold import _single_producer
+from keras_regnet.export.bn_fold import _single_producer, conv_kernel_and_bias, copy_weights
 
 __all__ = ["fold_input_rescaling", "ValuePad2D"]
 
 
 class ValuePad2D(keras.layers.Layer):
-    """Pads an NHWC tensor with a constant value per channel (``values``), ``padding`` = ((top, bottom), (left, right))."""
+    """Pads an NHWC tensor with a constant value per channel (``values``).
+
+    ``padding`` = ((top, bottom), (left, right)), as ``ZeroPadding2D`` takes it."""
 
     def __init__(self, padding, values, **kwargs):
         super().__init__(**kwargs)
@@ -64,7 +66,8 @@ def _consumers(model, layer):
 def _stem(model):
     """(rescaling, padding, conv) of a foldable stem of ``model``, or None."""
     for layer in model.layers:
-        if type(layer).__name__ != "Rescaling" or not isinstance(_single_producer(layer), (type(None), keras.layers.InputLayer)):
+        reads_input = isinstance(_single_producer(layer), (type(None), keras.layers.InputLayer))
+        if type(layer).__name__ != "Rescaling" or not reads_input:
             continue  # the normalisation must read the model's input
         following = _consumers(model, layer)
         if len(following) != 1 or type(following[0]).__name__ != "ZeroPadding2D":
@@ -118,15 +121,7 @@ def fold_input_rescaling(model):
         return layer.__class__.from_config(config)
 
     folded = keras.models.clone_model(model, clone_function=clone)
-    for layer in model.layers:
-        if layer is rescale or layer is pad or not layer.weights:
-            continue
-        new = folded.get_layer(layer.name)
-        if layer is conv:
-            kernel = np.asarray(conv.kernel.numpy(), np.float64)
-            bias = np.asarray(conv.bias.numpy(), np.float64) if conv.use_bias else np.zeros(kernel.shape[-1])
-            new.kernel.assign((kernel * scale[None, None, :, None]).astype(new.kernel.dtype))
-            new.bias.assign((bias + np.einsum("hwio,i->o", kernel, offset)).astype(new.bias.dtype))
-        else:
-            new.set_weights(layer.get_weights())
+    kernel, bias = conv_kernel_and_bias(conv)
+    copy_weights(model, folded, replaced={
+        conv.name: (kernel * scale[None, None, :, None], bias + np.einsum("hwio,i->o", kernel, offset))})
     return folded, True
