@@ -4,9 +4,9 @@ Every model runs in its own worker process (so one framework's thread pools, cac
 another's), with the same intra-op thread count (``--threads``, default 2) for every framework and each
 framework's own inter-op default (``--inter-op`` sets one for all; TensorFlow's default runs independent ops of a
 graph, such as a convolution's filter and input gradients, side by side; PyTorch's inter-op pool does not run an
-eager model's forward or backward pass). The coordinator runs the rounds interleaved - round 1 of every model, then round 2 of every model, ... - so machine
-noise hits every model alike, and reports medians with the spread (min-max for throughput and training, IQR for
-latency). Peers that are not installed (torch + timm, kimm, tf_keras) are skipped with a note.
+eager model's forward or backward pass). The coordinator runs the rounds interleaved - round 1 of every model,
+then round 2 of every model, ... - so machine noise hits every model alike, and reports medians with the spread
+(min-max for throughput and training, IQR for latency). Peers that are not installed (torch + timm, kimm, tf_keras) are skipped with a note.
 
 Models use random weights (speed does not depend on values), except that our models' BatchNorm statistics and
 biases are set to non-trivial random values: with Keras's default init (mean 0, variance 1, bias 0) a folded
