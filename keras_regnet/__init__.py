@@ -12,6 +12,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import threading
 
 from keras_regnet.complexity import complexity
 from keras_regnet.design import adjust_block_compatibility, fit_quantized_linear, generate_regnet
@@ -73,13 +74,73 @@ class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
             loader_exec(module)
             if hook in sys.meta_path:
                 sys.meta_path.remove(hook)
-            hook.register()
+            _OWN_IMPORTS.when_done(hook.register)
 
         spec.loader.exec_module = exec_module
         return spec
 
     def register(self):
         _register_keras_objects()
+
+
+class _OwnImports(importlib.abc.MetaPathFinder):
+    """Counts how deep this thread is inside executing ``keras_regnet`` submodules, and runs deferred work when
+    the outermost one has finished.
+
+    Keras is often first imported by one of our own modules (``import keras_regnet.blocks``): registering then,
+    while that module is half executed, would import the model class, which imports the half-executed module
+    back (an import loop that only exists at run time). Registration therefore waits until the submodule that
+    imported Keras, and every submodule around it, has finished executing, and runs before that import returns.
+    """
+
+    def __init__(self):
+        self._local = threading.local()
+
+    @property
+    def depth(self):
+        return getattr(self._local, "depth", 0)
+
+    def when_done(self, work):
+        """Run ``work`` now if no keras_regnet submodule is executing in this thread, else once they all are."""
+        if self.depth == 0:
+            work()
+        else:
+            self._local.pending = [*getattr(self._local, "pending", []), work]
+
+    def find_spec(self, fullname, path, target=None):
+        if not fullname.startswith("keras_regnet."):
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader_exec = spec.loader.exec_module
+        local = self._local
+
+        def exec_module(module):
+            local.depth = getattr(local, "depth", 0) + 1
+            try:
+                loader_exec(module)
+            finally:
+                local.depth -= 1
+            if local.depth == 0:
+                pending, local.pending = getattr(local, "pending", []), []
+                for work in pending:
+                    work()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+_OWN_IMPORTS = next((f for f in sys.meta_path if type(f).__name__ == "_OwnImports"), None) or _OwnImports()
+if _OWN_IMPORTS not in sys.meta_path:
+    sys.meta_path.insert(0, _OWN_IMPORTS)
 
 
 class _RegisterAfterKerasHubImport(_RegisterAfterKerasImport):

@@ -250,3 +250,49 @@ def test_derived_models_use_public_functional_construction():
     start = time.perf_counter()
     rebuilt = RegNetModel.from_config(head.get_config())
     assert rebuilt.output.shape[-1] == 5 and time.perf_counter() - start < 60
+
+
+def _registration_path():
+    """Our modules that registering imports at module level (``keras_regnet._REGISTERING_MODULES`` and what they
+    import at their top level): importing any of them first imports Keras while it is half executed."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import import_graph
+    import keras_regnet
+
+    graph = import_graph.graph()
+    seen, stack = set(), list(keras_regnet._REGISTERING_MODULES)
+    while stack:
+        module = stack.pop()
+        if module not in seen:
+            seen.add(module)
+            stack += [target for target, _line, local in graph.get(module, []) if not local]
+    return sorted(seen - {"keras_regnet"})
+
+
+def test_any_module_imported_first_registers_everything():
+    """``import keras_regnet.blocks`` (or layers, or inference) as the first import used to fail or leave the model
+    class unregistered: Keras, imported by the half-executed module, registered at once and imported the module
+    back. Registration now waits until our outermost module has finished; each module is imported first in a fresh
+    process (the numpy backend: the loop is backend-independent and its import is the fastest)."""
+    modules = _registration_path()
+    assert {"keras_regnet.blocks", "keras_regnet.layers", "keras_regnet.model", "keras_regnet.inference"} <= set(
+        modules)
+    code = """
+        import importlib, sys
+        importlib.import_module(sys.argv[1])
+        import keras
+        names = ("RegNetModel", "GroupConv2D", "BatchNorm")
+        print(all(keras.saving.get_registered_object("keras_regnet>" + n) is not None for n in names))
+    """
+    env = dict(os.environ, PYTHONPATH=ROOT, KERAS_BACKEND="numpy", TF_CPP_MIN_LOG_LEVEL="3")
+    procs = {}
+    failures = []
+    for i in range(0, len(modules), 2):  # two at a time: the machine's cores
+        for module in modules[i:i + 2]:
+            procs[module] = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), module], env=env, cwd=ROOT,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for module in modules[i:i + 2]:
+            out, err = procs[module].communicate(timeout=300)
+            if procs[module].returncode != 0 or out.strip().splitlines()[-1:] != ["True"]:
+                failures.append(f"{module}: rc {procs[module].returncode}, {out.strip()[-200:]} {err.strip()[-600:]}")
+    assert not failures, "\n".join(failures)
