@@ -122,6 +122,28 @@ def test_cli_name_escape_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "escape").exists() and not (tmp_path / "out").exists()
 
 
+def test_representative_folder_bomb_is_refused_before_decoding(tmp_path, capsys):
+    """Calibration images from a folder are read like every other image: a PNG declaring 144 megapixels (a few
+    hundred KB on disk) is refused from its header in one line, and nothing is exported."""
+    from keras_regnet.export.representative import load_images
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    (folder / "bomb.png").write_bytes(png_bomb(12000, 12000))
+    before = _peak_rss_mb()
+    with pytest.raises(ValueError, match="declares 12000x12000 pixels"):
+        load_images(str(folder), 4, 32)
+    assert _peak_rss_mb() - before < 100  # 144 MB had it been decoded
+    model = _model()
+    model.save(tmp_path / "m.keras")
+    code = cli_main(["export", str(tmp_path / "m.keras"), "--output-dir", str(tmp_path / "out"), "--tflite", "int8",
+                     "--representative", str(folder), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "representative image" in err and "refused before decoding" in err, err
+    assert len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.tflite"))
+
+
 _KILL_IN_PUBLISH = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})

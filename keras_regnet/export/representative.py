@@ -107,9 +107,14 @@ def _image_files(root):
 
 
 def _decode(path, channels):
+    """One image file, checked before decoding like every image we read (:mod:`keras_regnet.export.image_guard`:
+    a regular file, a supported header, at most the default pixel and byte limits, animated GIFs counted whole)."""
     import tensorflow as tf
 
+    from keras_regnet.export.image_guard import read_image_file
+
+    data = read_image_file(path, what=f"representative image {path!r}")
     try:
-        return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False).numpy()
+        return tf.io.decode_image(data, channels=channels, expand_animations=False).numpy()
     except tf.errors.InvalidArgumentError:
         raise ValueError(f"{path!r} is not an image TensorFlow can decode (JPEG, PNG, BMP, GIF).") from None
