@@ -37,15 +37,17 @@ def find_images(paths):
 
 def read_image_bytes(path, max_pixels=None):
     """The file's bytes, refused (ValueError) before decoding when its header declares too many pixels."""
-    from keras_regnet.export.image_guard import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_image_bytes
-
-    from keras_regnet.export.image_guard import read_image_file
+    from keras_regnet.export.image_guard import (
+        DEFAULT_MAX_PIXELS,
+        ImageTooLargeError,
+        UnsupportedImageError,
+        read_image_file,
+    )
 
     try:
         # a regular file only (no blocking read of a FIFO), size-bounded, header checked before the rest is read
         data = read_image_file(path, max_pixels or DEFAULT_MAX_PIXELS, what=repr(path))
-        check_image_bytes(data, max_pixels or DEFAULT_MAX_PIXELS, what=repr(path))
-    except ImageTooLargeError:
+    except (ImageTooLargeError, UnsupportedImageError):
         raise
     except ValueError as e:
         raise ValueError(f"{path!r} is not an image keras-regnet can decode (JPEG, PNG, BMP, GIF, WebP): {e}") from None

@@ -446,7 +446,8 @@ def _check_one(path, full, max_pixels, max_bytes):
         image_guard.check_image_bytes(data, max_pixels, what="@")
     except ValueError as e:
         problem = str(e)[3:] if str(e).startswith("@: ") else str(e)
-        return problem if isinstance(e, image_guard.ImageTooLargeError) else f"corrupt ({problem.rstrip('.')})"
+        plain = isinstance(e, (image_guard.ImageTooLargeError, image_guard.UnsupportedImageError))
+        return problem if plain else f"corrupt ({problem.rstrip('.')})"
     if not full:
         return None
     import tensorflow as tf

@@ -271,6 +271,18 @@ def test_predict_random_weights_and_decompression_bomb(tmp_path, capsys):
     assert cli.main(["predict", str(img), "--model", "RegNetX200MF", "--weights", "none", "--size", "32",
                      "--max-pixels", "1000"]) == 2
     assert "40x40" in capsys.readouterr().err
+    # an animated WebP: TensorFlow cannot decode it to RGB (and TF 2.21 corrupts memory with channels=0)
+    pil = pytest.importorskip("PIL.Image")
+    import io
+
+    frames = [pil.new("RGB", (40, 30), (i * 60, 0, 0)) for i in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], duration=10, lossless=True)
+    anim = tmp_path / "anim.webp"
+    anim.write_bytes(buffer.getvalue())
+    assert cli.main(["predict", str(anim), "--model", "RegNetX200MF", "--weights", "none", "--size", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "an animated WebP is not accepted" in err and "still image" in err and len(err.splitlines()) == 1, err
 
 
 # ------------------------------------------------------------------------------------------ docs/cli.md, --help

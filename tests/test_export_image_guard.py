@@ -134,3 +134,37 @@ def test_gif_frames_are_counted_in_graph():
         guard(tf.constant(_animated_gif(40, 100, 100)))
     with pytest.raises(tf.errors.InvalidArgumentError, match="pixels"):
         guard(tf.constant(_animated_gif(3, 400, 400)))
+
+
+def _animated_webp(frames, width, height, mode="RGB"):
+    images = [PIL.new(mode, (width, height), (i % 256, 0, 0)) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "WEBP", save_all=True, append_images=images[1:], duration=10, lossless=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_animated_webp_is_refused_in_python_and_in_graph(mode):
+    """TensorFlow decodes an animated WebP only to RGBA (3 channels: InvalidArgumentError 'must be 4 channel RGBA'),
+    and TF 2.21's decode_image(channels=0) corrupts the heap on one: every path refuses it before the decoder, with
+    a message that says so; a still WebP (also in the extended VP8X layout) still passes."""
+    from keras_regnet.export.image_guard import UnsupportedImageError, webp_is_animated
+
+    anim = _animated_webp(3, 40, 30, mode)
+    assert anim[12:16] == b"VP8X" and webp_is_animated(anim)
+    with pytest.raises(UnsupportedImageError, match="anim.webp: an animated WebP is not accepted"):
+        check_image_bytes(anim, what="anim.webp")
+    still = _encode("WEBP", 50, 20, exif=b"Exif\0\0" + b"\0" * 20)
+    assert still[12:16] == b"VP8X" and not webp_is_animated(still) and check_image_bytes(still) == (20, 50)
+
+    tf = pytest.importorskip("tensorflow")
+    from keras_regnet.export.image_guard import tf_check_image_bytes
+
+    @tf.function(input_signature=[tf.TensorSpec((), tf.string)])
+    def guard(data):
+        with tf.control_dependencies([tf_check_image_bytes(data)]):
+            return tf.identity(data)
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="animated WebP"):
+        guard(tf.constant(anim))
+    guard(tf.constant(still))

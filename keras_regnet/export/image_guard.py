@@ -12,7 +12,10 @@ its decoded size is ``frames x width x height`` of the logical screen (or the su
 larger). Files are read with :func:`read_image_file`: regular files only (a FIFO or a device is refused without
 a blocking read), at most ``max_bytes``, the header checked before the rest is read.
 
-Not covered: the frames of an animated WebP are not counted (its canvas size is checked).
+An animated WebP (the VP8X header's animation flag) is refused outright: TensorFlow decodes one only to
+4-channel RGBA (a 3-channel decode, what every keras-regnet path asks for, fails), and TensorFlow 2.21's
+``decode_image(channels=0)`` corrupts the heap on one (the process aborts in ``malloc``), so no path of ours should
+hand one to the decoder; its frames need not be counted.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FORMATS",
     "ImageTooLargeError",
+    "UnsupportedImageError",
     "image_size",
     "check_image_bytes",
     "check_max_pixels",
     "tf_check_image_bytes",
     "gif_frames",
+    "webp_is_animated",
     "DEFAULT_MAX_FILE_BYTES",
     "check_image_path",
     "read_image_file",
@@ -46,6 +51,10 @@ _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 
 
 class ImageTooLargeError(ValueError):
     """An encoded image declares more pixels than allowed: refused before decoding."""
+
+
+class UnsupportedImageError(ValueError):
+    """A well-formed image of a kind no keras-regnet path decodes (an animated WebP)."""
 
 
 def check_max_pixels(max_pixels):
@@ -164,6 +173,12 @@ def gif_frames(data: bytes):
     return frames, max(frames * screen, area)
 
 
+def webp_is_animated(data: bytes) -> bool:
+    """Whether the WebP ``data`` has the extended (VP8X) header with its animation flag set."""
+    data = bytes(data[:21])
+    return len(data) == 21 and data[12:16] == b"VP8X" and bool(data[20] & 0x02)
+
+
 def check_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "image"):
     """Check the encoded image ``data`` before decoding it: return ``(height, width)`` or raise.
 
@@ -176,6 +191,9 @@ def check_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, what: s
         fmt, height, width = image_size(data)
     except ValueError as e:
         raise ValueError(f"{what}: {e}.") from None
+    if fmt == "WebP" and webp_is_animated(data):
+        raise UnsupportedImageError(f"{what}: an animated WebP is not accepted (TensorFlow cannot decode it to RGB); save the "
+                         "frame you want as a still image (PNG, JPEG or a still WebP).")
     if fmt == "GIF":
         frames, decoded = gif_frames(data)
         if frames > 1 and decoded > max_pixels:
@@ -326,6 +344,11 @@ def tf_check_image_bytes(data, max_pixels: int = DEFAULT_MAX_PIXELS):
     pixels = height * width
     ok_format = tf.debugging.Assert(known, [tf.constant(
         "image_bytes is not a JPEG, PNG, GIF, BMP or WebP image")], name="check_image_format")
+    animated_webp = tf.logical_and(tf.logical_and(is_webp, starts(b"VP8X", 12)), tf.equal(raw(20, 1)[0] % 4 // 2, 1))
+    with tf.control_dependencies([ok_format]):
+        not_animated = tf.debugging.Assert(tf.logical_not(animated_webp), [tf.constant(
+            "image_bytes is an animated WebP, which is not accepted (TensorFlow cannot decode it to RGB); send a "
+            "still image")], name="check_webp_still")
     frames, decoded = tf.cond(is_gif, lambda: _tf_gif_frames(padded, tf.strings.length(data), pixels),
                               lambda: (zero, zero))
     limit = tf.constant(max_pixels, tf.int64)
@@ -339,7 +362,7 @@ def tf_check_image_bytes(data, max_pixels: int = DEFAULT_MAX_PIXELS):
             "(max_pixels); refused before decoding", (frames, width, height, decoded, limit))
         ok_frames = tf.debugging.Assert(tf.logical_or(frames <= 1, decoded <= max_pixels), [gif_message],
                                         name="check_gif_frames")
-        return tf.group(ok_pixels, ok_frames)
+        return tf.group(ok_pixels, ok_frames, not_animated)
 
 
 def _tf_gif_frames(padded, length, screen):
