@@ -271,7 +271,10 @@ def test_predict_random_weights_and_decompression_bomb(tmp_path, capsys):
     assert cli.main(["predict", str(img), "--model", "RegNetX200MF", "--weights", "none", "--size", "32",
                      "--max-pixels", "1000"]) == 2
     assert "40x40" in capsys.readouterr().err
-    # an animated WebP: TensorFlow cannot decode it to RGB (and TF 2.21 corrupts memory with channels=0)
+
+
+def test_predict_refuses_an_animated_webp_in_one_line(tmp_path, capsys):
+    """TensorFlow cannot decode an animated WebP to RGB (and TF 2.21 corrupts memory with channels=0)."""
     pil = pytest.importorskip("PIL.Image")
     import io
 
