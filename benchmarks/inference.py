@@ -18,7 +18,8 @@ BatchNorm leaves zero biases that TensorFlow's constant folding would remove, wh
 
 Labels: "ours" is ``keras_regnet.inference.InferenceModel`` (folded BN, constant weights, one traced graph);
 "ours-default" is what a user calls, ``model(x, training=False)`` eagerly (the model's default inference path, which
-runs the same fast graph from the second call on); "ours-keras" is the Keras graph of the model in a user's
+runs the same fast graph from the second call on); "ours-predict" is ``model.predict(x, verbose=0)`` on a NumPy
+batch (Keras's default batch size, NumPy out); "ours-keras" is the Keras graph of the model in a user's
 ``tf.function`` (the variables, BatchNorm unfolded; it also times the training step); "ours-bf16" is
 ``InferenceModel(model, precision="bfloat16")`` and "timm-bf16" timm under ``torch.autocast("cpu", dtype=bfloat16)``.
 
@@ -48,6 +49,7 @@ PROTO = "@@BENCH "
 MODELS = {
     "ours": ("keras_regnet", "keras_regnet RegNetY600MF, InferenceModel", False),
     "ours-default": ("keras_regnet", "keras_regnet RegNetY600MF, model(x, training=False)", False),
+    "ours-predict": ("keras_regnet", "keras_regnet RegNetY600MF, model.predict(x)", False),
     "ours-keras": ("keras_regnet", "keras_regnet RegNetY600MF, Keras graph tf.function", True),
     "ours-bf16": ("keras_regnet", "keras_regnet RegNetY600MF, InferenceModel bfloat16", False),
     "timm": ("timm", "timm regnety_006 (PyTorch eager)", True),
@@ -56,7 +58,7 @@ MODELS = {
     "tf_keras": ("tf_keras", "tf_keras RegNetY006 (Keras 2 tf.function)", False),
     "effnet": ("keras", "keras EfficientNetB0 (tf.function)", True),
 }
-DEFAULT_MODELS = ("ours", "ours-default", "ours-keras", "ours-bf16", "timm", "timm-bf16", "effnet")
+DEFAULT_MODELS = ("ours", "ours-default", "ours-predict", "ours-keras", "ours-bf16", "timm", "timm-bf16", "effnet")
 REQUIRES = {"timm": ("torch", "timm"), "timm-bf16": ("torch", "timm"), "kimm": ("kimm",), "tf_keras": ("tf_keras",)}
 
 
@@ -191,11 +193,14 @@ class _Worker:
         elif self.label == "ours-default":
             model = self.model
             self.forward = lambda x: model(x, training=False)  # eager: the model's default inference path
+        elif self.label == "ours-predict":
+            model = self.model
+            self.forward = lambda x: model.predict(x, verbose=0)  # a NumPy batch in, NumPy out, as users call it
         else:
             model = self.model
             self.forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        self.to_input = tf.constant
-        self.sync = lambda r: r.numpy()
+        self.to_input = (lambda a: a) if self.label == "ours-predict" else tf.constant
+        self.sync = (lambda r: r) if self.label == "ours-predict" else (lambda r: r.numpy())
         self.threads_note = (
             f"TF intra-op {tf.config.threading.get_intra_op_parallelism_threads()}, "
             f"inter-op {tf.config.threading.get_inter_op_parallelism_threads() or 'default (cores)'}, "
@@ -279,7 +284,7 @@ class _Worker:
             self.sync(self.forward(x))
             self.sync(self.forward(x))
             setattr(self, key, True)
-            if self.label == "ours-default":
+            if self.label in ("ours-default", "ours-predict"):
                 from keras_regnet.inference import fast_path_info
 
                 if not fast_path_info(self.model)["active"]:
@@ -448,6 +453,8 @@ def run(args):
     ratio("latency ours-keras/timm", "ours-keras", "timm", "latency_ms")
     ratio("throughput ours-default/timm", "ours-default", "timm", "throughput_img_s")
     ratio("latency ours-default/timm", "ours-default", "timm", "latency_ms")
+    ratio("latency ours-predict/timm", "ours-predict", "timm", "latency_ms")
+    ratio("throughput ours-predict/timm", "ours-predict", "timm", "throughput_img_s")
     ratio("throughput ours-bf16/timm-bf16", "ours-bf16", "timm-bf16", "throughput_img_s")
     ratio("latency ours-bf16/timm-bf16", "ours-bf16", "timm-bf16", "latency_ms")
     ratio("throughput ours-bf16/ours", "ours-bf16", "ours", "throughput_img_s")
@@ -486,7 +493,7 @@ def print_summary(s):
     for note in s["notes"]:
         print(f"  note: {note}")
     print()
-    header = (f"{'model':<12}{'description':<46}{'img/s bs' + str(st['batch']) + ' [min-max]':>26}"
+    header = (f"{'model':<14}{'description':<46}{'img/s bs' + str(st['batch']) + ' [min-max]':>26}"
               f"{'bs1 ms [IQR]':>24}{'train s/step [min-max]':>26}")
     print(header)
     print("-" * len(header))
@@ -497,7 +504,7 @@ def print_summary(s):
         thr_s = f"{thr['median']:.1f} [{thr['min']:.1f}-{thr['max']:.1f}]" if thr else "-"
         lat_s = f"{lat['median']:.2f} [{lat['q1']:.2f}-{lat['q3']:.2f}]" if lat else "-"
         tr_s = f"{tr['median']:.3f} [{tr['min']:.3f}-{tr['max']:.3f}]" if tr else "-"
-        print(f"{label:<12}{e['description']:<46}{thr_s:>26}{lat_s:>24}{tr_s:>26}")
+        print(f"{label:<14}{e['description']:<46}{thr_s:>26}{lat_s:>24}{tr_s:>26}")
     print()
     print("ratios (medians, this run):")
     for name, value in s["ratios"].items():
@@ -507,6 +514,7 @@ def print_summary(s):
 # (ratio, "<=" or ">=", bound): checked in every run and across runs
 CHECKS = (
     ("latency ours-default/timm", "<=", 1.0),
+    ("latency ours-predict/timm", "<=", 1.0),
     ("latency ours/timm", "<=", 1.0),
     ("throughput ours/effnet", ">=", 1.5),
     ("train step ours-keras/timm", "<=", 0.45),

@@ -520,6 +520,52 @@ def _answer_eagerly(tf, model, state, inputs):
     return fast.function(x)
 
 
+def predict_arrays(model, x, batch_size=None, verbose="auto"):
+    """``model.predict(x, batch_size, verbose)`` by the fast path for an in-memory batch, or None.
+
+    Keras's ``predict`` builds a tf.data pipeline, an epoch iterator and a callback list on every call: about 40 ms
+    of a batch-1 ``predict`` that the model itself answers in 12 ms (2 CPU cores). For a NumPy array or a tensor,
+    with no ``steps`` or callbacks, outside a distribution strategy, the model's ``predict`` asks this first: the
+    batches of ``batch_size`` (default 32, Keras's) go through the fast path one by one, with Keras's progress bar
+    (``keras.utils.Progbar``, ``verbose`` as Keras reads it), and the outputs come back as NumPy arrays of the
+    model's output structure, concatenated, as ``predict`` returns them. Anything else (a data set, a generator,
+    a ``PyDataset``, callbacks, a mixed-precision model the fast path does not serve) returns None and runs
+    Keras's own ``predict``."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    state = model.__dict__.get(_STATE_ATTR)
+    if state is None or not state.enabled or state.fast is None and state.failure is not None:
+        return None
+    if not isinstance(x, (np.ndarray, tf.Tensor)) or x.ndim < 1 or tf.distribute.has_strategy():
+        return None
+    if not tf.executing_eagerly() or _compat().tape_recording() or _compat().in_layer_call():
+        return None
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        return None  # Keras's own predict says what is wrong with it
+    batch_size = batch_size or 32
+    n = int(x.shape[0])
+    batches = -(-n // batch_size)
+    verbose = 1 if verbose == "auto" else verbose
+    bar = keras.utils.Progbar(batches, verbose=verbose, unit_name="step") if verbose else None
+    parts = []
+    for i in range(batches):
+        out = _answer_eagerly(tf, model, state, x[i * batch_size:(i + 1) * batch_size])
+        if out is None:  # not a batch the fast function takes (the first batch decides: all have its shape)
+            return None
+        parts.append(keras.tree.map_structure(np.asarray, out))
+        if bar is not None:  # as Keras's ProgbarLogger: an update per batch, then a final one
+            bar.update(i + 1, finalize=False)
+    if bar is not None:
+        bar.update(batches, finalize=True)
+    if len(parts) == 1:
+        return parts[0]
+    return keras.tree.map_structure(lambda *leaves: np.concatenate(leaves, axis=0), *parts)
+
+
 def fast_call(model, inputs, training=None, mask=None):
     """``model(inputs, training)`` by the fast path, or None where the Keras graph must run (see above).
 
@@ -620,6 +666,7 @@ class _Path:
     call = staticmethod(fast_call)
     eager_call = staticmethod(eager_call)
     predicting = staticmethod(prepare_predict)
+    predict_arrays = staticmethod(predict_arrays)
 
 
 def _install():

@@ -356,13 +356,18 @@ class RegNetModel(keras.Model):
         out = None if path is None or kwargs else path.call(self, inputs, training, mask)
         return super().call(inputs, training=training, mask=mask, **kwargs) if out is None else out
 
-    def predict(self, x, *args, **kwargs):
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         self._refuse_empty_batch(x)
+        kwargs = {"batch_size": batch_size, "verbose": verbose, "steps": steps, "callbacks": callbacks}
         path = inference_path()
         if path is None:
-            return super().predict(x, *args, **kwargs)
+            return super().predict(x, **kwargs)
+        if steps is None and not callbacks:  # an in-memory batch: answered without Keras's predict loop
+            out = path.predict_arrays(self, x, batch_size, verbose)
+            if out is not None:
+                return out
         with path.predicting(self):
-            return super().predict(x, *args, **kwargs)
+            return super().predict(x, **kwargs)
 
     def predict_on_batch(self, x):
         self._refuse_empty_batch(x)

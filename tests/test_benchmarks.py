@@ -51,7 +51,7 @@ def test_gpu_benchmark_quick_runs_on_the_installed_backend(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs tensorflow")
 def test_inference_benchmark_quick_prints_machine_versions_spread_and_ratios(tmp_path):
     out = tmp_path / "inf.json"
-    r = _run(["benchmarks/inference.py", "--quick", "--models", "ours,ours-keras", "--json", str(out)])
+    r = _run(["benchmarks/inference.py", "--quick", "--models", "ours,ours-predict,ours-keras", "--json", str(out)])
     assert r.returncode == 0, r.stderr[-3000:]
     text = r.stdout
     for needle in ("machine:", "versions:", "tensorflow", "load average", "threads ours: TF intra-op 2",
@@ -59,12 +59,13 @@ def test_inference_benchmark_quick_prints_machine_versions_spread_and_ratios(tmp
         assert needle in text, (needle, text)
     data = json.loads(out.read_text())
     assert data["machine"]["cores"] == os.cpu_count()
-    assert set(data["models"]) == {"ours", "ours-keras"}
+    assert set(data["models"]) == {"ours", "ours-predict", "ours-keras"}
     for label, entry in data["models"].items():
         _check_spread(entry["throughput_img_s"])
         assert entry["latency_ms"]["q1"] <= entry["latency_ms"]["median"] <= entry["latency_ms"]["q3"]
     assert "train_step_s" in data["models"]["ours-keras"]  # the plain Keras model trains; the inference mode not
     assert "train_step_s" not in data["models"]["ours"]
+    assert "latency ours-predict/timm" not in data["ratios"]  # no timm in this run: no ratio against it
 
 
 def test_inference_benchmark_rejects_unknown_model_labels():
@@ -92,7 +93,7 @@ def test_inference_benchmark_summarises_ratios_and_checks_across_runs():
     checks = {c["ratio"]: (c["held_in"], c["runs"]) for c in across["checks"]}
     assert checks == {"latency ours-default/timm": (2, 3), "throughput ours/effnet": (2, 3)}
     # Every label the benchmark offers is described and the bfloat16 peers need torch + timm.
-    assert {"ours-default", "ours-bf16", "timm-bf16"} <= set(bench.MODELS)
+    assert {"ours-default", "ours-predict", "ours-bf16", "timm-bf16"} <= set(bench.MODELS)
     assert bench.REQUIRES["timm-bf16"] == ("torch", "timm")
 
 
