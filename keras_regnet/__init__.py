@@ -45,6 +45,22 @@ def _register_keras_objects():
             # else an optional dependency of that module is missing: it has nothing to restore then
 
 
+def _spec_wrapping_exec(finder, fullname, path, target, wrap):
+    """The spec the other finders give for ``fullname`` (never ``finder`` itself), its loader's ``exec_module``
+    replaced by ``wrap(exec_module)``; None where no finder knows the module."""
+    for other in sys.meta_path:
+        if other is finder or not hasattr(other, "find_spec"):
+            continue
+        spec = other.find_spec(fullname, path, target)
+        if spec is not None:
+            break
+    else:
+        return None
+    if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+        spec.loader.exec_module = wrap(spec.loader.exec_module)
+    return spec
+
+
 class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
     """Registers our objects right after ``keras`` itself is imported, when that happens after ``keras_regnet``.
 
@@ -57,27 +73,18 @@ class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         if fullname != self.target:
             return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        loader_exec = spec.loader.exec_module
         hook = self
 
-        def exec_module(module):
-            loader_exec(module)
-            if hook in sys.meta_path:
-                sys.meta_path.remove(hook)
-            _OWN_IMPORTS.when_done(hook.register)
+        def wrap(loader_exec):
+            def exec_module(module):
+                loader_exec(module)
+                if hook in sys.meta_path:
+                    sys.meta_path.remove(hook)
+                _OWN_IMPORTS.when_done(hook.register)
 
-        spec.loader.exec_module = exec_module
-        return spec
+            return exec_module
+
+        return _spec_wrapping_exec(self, fullname, path, target, wrap)
 
     def register(self):
         _register_keras_objects()
@@ -110,32 +117,23 @@ class _OwnImports(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         if not fullname.startswith("keras_regnet."):
             return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        loader_exec = spec.loader.exec_module
         local = self._local
 
-        def exec_module(module):
-            local.depth = getattr(local, "depth", 0) + 1
-            try:
-                loader_exec(module)
-            finally:
-                local.depth -= 1
-            if local.depth == 0:
-                pending, local.pending = getattr(local, "pending", []), []
-                for work in pending:
-                    work()
+        def wrap(loader_exec):
+            def exec_module(module):
+                local.depth = getattr(local, "depth", 0) + 1
+                try:
+                    loader_exec(module)
+                finally:
+                    local.depth -= 1
+                if local.depth == 0:
+                    pending, local.pending = getattr(local, "pending", []), []
+                    for work in pending:
+                        work()
 
-        spec.loader.exec_module = exec_module
-        return spec
+            return exec_module
+
+        return _spec_wrapping_exec(self, fullname, path, target, wrap)
 
 
 _OWN_IMPORTS = next((f for f in sys.meta_path if type(f).__name__ == "_OwnImports"), None) or _OwnImports()
