@@ -32,3 +32,30 @@ def test_digits_three_epochs_with_no_other_flag_reaches_80_percent(tmp_path):
     assert float(rows[-1]["val_accuracy"]) >= 0.80, rows
     assert os.path.isdir(tmp_path / "saved_models" / "RegNetX200MF-digits" / "1")
     assert elapsed < 900, elapsed
+
+
+def test_train_help_states_the_defaults_the_config_has():
+    """Every number a ``keras-regnet train`` option's help calls its default is the default of TrainConfig (or, for
+    the settings that adapt to the data set, of the paper's RECIPE): one source of truth, checked here, so the help
+    cannot drift from the code."""
+    import re
+
+    from keras_regnet.commands import train as train_command
+    from keras_regnet.training.presets import RECIPE, TrainConfig
+
+    from keras_regnet.export.image_guard import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS
+
+    config = TrainConfig()
+    # None in TrainConfig: the recipe's value, the trainer's per-replica batch, or the image guard's limits
+    fallback = dict(RECIPE, batch_size=128, max_file_bytes=DEFAULT_MAX_FILE_BYTES, max_pixels=DEFAULT_MAX_PIXELS)
+    checked = []
+    for flag, field, _type, help_text in train_command._FLAGS:
+        match = re.search(r"\(default:? ([0-9][0-9.e-]*)( MiB)?", help_text)
+        if not match:
+            continue
+        stated = float(match.group(1)) * (2 ** 20 if match.group(2) else 1)
+        actual = getattr(config, field)
+        actual = fallback.get(field) if actual is None else actual
+        assert actual is not None and float(actual) == stated, (flag, help_text, actual)
+        checked.append(flag)
+    assert {"--lr", "--epochs", "--momentum", "--weight-decay", "--warmup-epochs", "--image-size"} <= set(checked)
