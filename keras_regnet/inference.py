@@ -495,6 +495,16 @@ def eager_call(model, args, kwargs):
     Everything else goes through ``keras.Model.__call__`` (and :func:`fast_call` inside it)."""
     if len(args) != 1 or (kwargs and (set(kwargs) != {"training"} or kwargs["training"])):
         return None
+    ready = _eager_ready(model)
+    if ready is None:
+        return None
+    tf, state = ready
+    return _answer_eagerly(tf, model, state, args[0])
+
+
+def _eager_ready(model):
+    """``(tf, state)`` when the fast path may answer a top-level call of ``model`` now (enabled, not failed; eager,
+    no gradient tape, not inside another layer's call), else None."""
     state = model.__dict__.get(_STATE_ATTR)
     if state is None or not state.enabled or state.fast is None and state.failure is not None:
         return None
@@ -505,7 +515,7 @@ def eager_call(model, args, kwargs):
 
     if not tf.executing_eagerly() or _compat().tape_recording() or _compat().in_layer_call():
         return None
-    return _answer_eagerly(tf, model, state, args[0])
+    return tf, state
 
 
 def _answer_eagerly(tf, model, state, inputs):
@@ -533,16 +543,11 @@ def predict_arrays(model, x, batch_size=None, verbose="auto"):
     Keras's own ``predict``."""
     import keras
 
-    if keras.backend.backend() != "tensorflow":
+    ready = _eager_ready(model)
+    if ready is None:
         return None
-    import tensorflow as tf
-
-    state = model.__dict__.get(_STATE_ATTR)
-    if state is None or not state.enabled or state.fast is None and state.failure is not None:
-        return None
+    tf, state = ready
     if not isinstance(x, (np.ndarray, tf.Tensor)) or x.ndim < 1 or tf.distribute.has_strategy():
-        return None
-    if not tf.executing_eagerly() or _compat().tape_recording() or _compat().in_layer_call():
         return None
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         return None  # Keras's own predict says what is wrong with it

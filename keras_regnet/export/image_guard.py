@@ -192,8 +192,8 @@ def check_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, what: s
     except ValueError as e:
         raise ValueError(f"{what}: {e}.") from None
     if fmt == "WebP" and webp_is_animated(data):
-        raise UnsupportedImageError(f"{what}: an animated WebP is not accepted (TensorFlow cannot decode it to RGB); save the "
-                         "frame you want as a still image (PNG, JPEG or a still WebP).")
+        raise UnsupportedImageError(f"{what}: an animated WebP is not accepted (TensorFlow cannot decode it to RGB); "
+                                    "save the frame you want as a still image (PNG, JPEG or a still WebP).")
     if fmt == "GIF":
         frames, decoded = gif_frames(data)
         if frames > 1 and decoded > max_pixels:
@@ -345,10 +345,6 @@ def tf_check_image_bytes(data, max_pixels: int = DEFAULT_MAX_PIXELS):
     ok_format = tf.debugging.Assert(known, [tf.constant(
         "image_bytes is not a JPEG, PNG, GIF, BMP or WebP image")], name="check_image_format")
     animated_webp = tf.logical_and(tf.logical_and(is_webp, starts(b"VP8X", 12)), tf.equal(raw(20, 1)[0] % 4 // 2, 1))
-    with tf.control_dependencies([ok_format]):
-        not_animated = tf.debugging.Assert(tf.logical_not(animated_webp), [tf.constant(
-            "image_bytes is an animated WebP, which is not accepted (TensorFlow cannot decode it to RGB); send a "
-            "still image")], name="check_webp_still")
     frames, decoded = tf.cond(is_gif, lambda: _tf_gif_frames(padded, tf.strings.length(data), pixels),
                               lambda: (zero, zero))
     limit = tf.constant(max_pixels, tf.int64)
@@ -362,6 +358,9 @@ def tf_check_image_bytes(data, max_pixels: int = DEFAULT_MAX_PIXELS):
             "(max_pixels); refused before decoding", (frames, width, height, decoded, limit))
         ok_frames = tf.debugging.Assert(tf.logical_or(frames <= 1, decoded <= max_pixels), [gif_message],
                                         name="check_gif_frames")
+        not_animated = tf.debugging.Assert(tf.logical_not(animated_webp), [tf.constant(
+            "image_bytes is an animated WebP, which is not accepted (TensorFlow cannot decode it to RGB); send a "
+            "still image")], name="check_webp_still")
         return tf.group(ok_pixels, ok_frames, not_animated)
 
 
